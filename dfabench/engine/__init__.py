@@ -1,0 +1,14 @@
+"""The credit-assignment engine: feedback markers, the router and the feedback matrices."""
+from .feedback import FeedbackMatrices, FeedbackOptions
+from .points import FeedbackOutput, FeedbackPoint, feedback_outputs, feedback_points
+from .router import Router
+
+__all__ = [
+    "FeedbackMatrices",
+    "FeedbackOptions",
+    "FeedbackOutput",
+    "FeedbackPoint",
+    "Router",
+    "feedback_outputs",
+    "feedback_points",
+]

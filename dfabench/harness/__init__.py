@@ -1,0 +1,1 @@
+"""The harness: plan runs, execute them, store one record per run."""

@@ -1,0 +1,51 @@
+"""Optimisers and learning-rate schedules named by the shared hyper-parameters."""
+from __future__ import annotations
+
+import torch
+
+from ..task import TrainHParams
+
+
+def build_optimizer(params, hp: TrainHParams) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)
+
+
+class Schedule:
+    """Wraps torch's schedulers so the runner calls one thing per step and per evaluation."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, hp: TrainHParams, d_model: int | None = None):
+        self.kind = hp.schedule
+        self.scheduler = None
+        if self.kind == "step":
+            self.scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.step_size, gamma=hp.gamma)
+        elif self.kind == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.epochs)
+        elif self.kind == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=hp.gamma, patience=hp.plateau_patience)
+        elif self.kind == "noam":
+            # Vaswani et al.: lr * min(step^-0.5, step * warmup^-1.5), normalised to peak at lr.
+            warmup = hp.warmup_steps
+
+            def noam(step: int) -> float:
+                step = max(step, 1)
+                return min(step ** -0.5, step * warmup ** -1.5) * warmup ** 0.5
+
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, noam)
+
+    def after_step(self) -> None:
+        if self.kind == "noam":
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.kind in ("step", "cosine"):
+            self.scheduler.step()
+
+    def after_eval(self, loss_like: float) -> None:
+        """``loss_like``: a value that should go down (the primary metric, negated if higher is better)."""
+        if self.kind == "plateau":
+            self.scheduler.step(loss_like)

@@ -1,0 +1,92 @@
+"""Expand selectors x methods x seeds at one scale into the list of planned runs."""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..hparams import ConfigError, resolve
+from pydantic import ValidationError
+
+from ..methods import METHODS, create
+from ..task import SCALES, TrainHParams, all_tasks, unavailable_tasks
+
+
+@dataclass
+class PlannedRun:
+    domain: str
+    dataset: str
+    model: str
+    method: str
+    scale: str
+    seed: int
+    hparams: TrainHParams = field(repr=False)
+
+    @property
+    def cell(self) -> str:
+        return f"{self.domain}/{self.dataset}/{self.model}"
+
+    @property
+    def id(self) -> str:
+        return run_id(self.domain, self.dataset, self.model, self.method, self.scale,
+                      self.hparams.model_dump(mode="json"), self.seed)
+
+    def label(self) -> str:
+        return f"{self.cell} {self.method} seed={self.seed}"
+
+
+def run_id(domain: str, dataset: str, model: str, method: str, scale: str, hparams: dict[str, Any], seed: int) -> str:
+    """Content hash of what defines a run: the same inputs always give the same id."""
+    key = json.dumps({"domain": domain, "dataset": dataset, "model": model, "method": method, "scale": scale,
+                      "hparams": hparams, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def all_cells() -> list[str]:
+    return [f"{domain}/{d}/{m}" for domain, task in sorted(all_tasks().items()) for d, m in task.cells()]
+
+
+def match_cells(selectors: list[str]) -> list[str]:
+    cells = all_cells()
+    chosen: list[str] = []
+    for selector in selectors:
+        if selector.count("/") != 2:
+            raise ConfigError(f"selector {selector!r} must look like domain/dataset/model (globs allowed)")
+        hits = [c for c in cells if fnmatch.fnmatchcase(c, selector)]
+        if not hits:
+            domain = selector.split("/")[0]
+            why = unavailable_tasks().get(domain)
+            raise ConfigError(f"selector {selector!r} matches no cell" + (f": {why}" if why else
+                                                                          "; see `dfabench list`"))
+        chosen += [c for c in hits if c not in chosen]
+    return chosen
+
+
+def plan(selectors: list[str], methods: list[str], scale: str, seeds: list[int],
+         overrides: dict[str, Any] | None = None) -> tuple[list[PlannedRun], list[str]]:
+    """Returns the planned runs and notes about (cell, method) pairs skipped as not applicable."""
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r}; known: {', '.join(sorted(METHODS))}")
+    tasks = all_tasks()
+    runs, notes = [], []
+    for cell in match_cells(selectors):
+        domain, dataset, model = cell.split("/")
+        task = tasks[domain]
+        for method in methods:
+            if not task.method_applies(model, method):
+                notes.append(f"{cell}: {method} does not apply ({task.why_not(model, method)})")
+                continue
+            hp = resolve(task, scale=scale, method=method, dataset=dataset, model=model, overrides=overrides)
+            try:
+                create(method, hp.method_options)
+            except ValidationError as err:
+                first = err.errors()[0]
+                raise ConfigError(f"{cell}: method_options for {method}: "
+                                  f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            runs += [PlannedRun(domain, dataset, model, method, scale, seed, hp) for seed in seeds]
+    return runs, notes

@@ -1,0 +1,180 @@
+"""One run: data -> model -> method.prepare -> train loop -> evaluate -> record.
+
+The loop is the same for every task and method; the task supplies the pieces (``dfabench.task``).
+Test metrics are taken with the weights of the best validation evaluation. A NaN/inf loss ends the
+run as ``diverged``, a time limit as ``timeout``, an exception as ``error`` (with its message): all
+three still produce a record, so a suite goes on. Ctrl-C is not caught: no record, and the next
+identical command re-runs this run.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+import traceback
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import alignment
+from ..methods import create
+from ..task import Task, all_tasks
+from .optim import Schedule, build_optimizer
+from .plan import PlannedRun
+from .provenance import peak_memory_mb, provenance
+
+
+class Diverged(Exception):
+    pass
+
+
+def _is_better(value: float, best: float | None, higher_is_better: bool) -> bool:
+    if value != value:  # NaN never improves
+        return False
+    if best is None:
+        return True
+    return value > best if higher_is_better else value < best
+
+
+def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None) -> dict[str, Any]:
+    """Train and evaluate one planned run and return its record (the caller stores it)."""
+    task = all_tasks()[run.domain]
+    torch_device = torch.device(device)
+    started = datetime.now(timezone.utc)
+    wall_start = time.perf_counter()
+    state: dict[str, Any] = {"history": [], "alignment": None, "train_s": 0.0, "eval_s": 0.0, "steps": 0,
+                             "best_val": {}, "test": {}, "fingerprint": "unknown", "n_params": None,
+                             "extras": {}}
+    status, error = "ok", None
+    try:
+        _train(task, run, torch_device, results, state, progress)
+    except Diverged as err:
+        status, error = "diverged", str(err)
+    except TimeoutError as err:
+        status, error = "timeout", str(err)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # recorded, so one broken cell does not stop the suite
+        status, error = "error", f"{type(err).__name__}: {err}"
+        state["traceback"] = traceback.format_exc(limit=8)
+    wall_s = time.perf_counter() - wall_start
+    peak_mb, peak_kind = peak_memory_mb(torch_device)
+    record = {
+        "id": run.id, "domain": run.domain, "dataset": run.dataset, "model": run.model, "method": run.method,
+        "scale": run.scale, "seed": run.seed, "hparams": run.hparams.model_dump(mode="json"),
+        "status": status, "error": error,
+        "metrics": {"val": state["best_val"], "test": state["test"]},
+        "primary_metric": task.primary_for(run.model),
+        "higher_is_better": task.higher_is_better_for(run.model),
+        "history": state["history"],
+        "timings": {"train_s": state["train_s"], "eval_s": state["eval_s"], "wall_s": wall_s,
+                    "step_ms": 1000 * state["train_s"] / state["steps"] if state["steps"] else None,
+                    "steps": state["steps"]},
+        "peak_mem_mb": peak_mb, "peak_mem_kind": peak_kind,
+        "n_params": state["n_params"],
+        "alignment": state["alignment"],
+        "extras": state["extras"],
+        "started_at": started.isoformat(timespec="seconds"),
+        "provenance": provenance(torch_device, state["fingerprint"]),
+    }
+    if "traceback" in state:
+        record["traceback"] = state["traceback"]
+    return record
+
+
+def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, state: dict[str, Any], progress) -> None:
+    hp = run.hparams
+    torch.manual_seed(run.seed)
+    generator = torch.Generator().manual_seed(run.seed)
+    data = task.load_data(run.dataset, hp, run.seed, run.scale, device)
+    state["fingerprint"] = task.fingerprint(data)
+    model = task.build_model(run.model, hp, data).to(device)
+    state["n_params"] = sum(p.numel() for p in model.parameters())
+    method = create(run.method, hp.method_options)
+    probe = next(iter(task.train_batches(data, hp, torch.Generator().manual_seed(run.seed))))
+    method.prepare(model, lambda: task.forward(model, probe), run.seed)
+    optimizer = build_optimizer(model.parameters(), hp)
+    schedule = Schedule(optimizer, hp)
+    higher = task.higher_is_better_for(run.model)
+    primary = task.primary_for(run.model)
+    best_value, best_weights, evals_since_best = None, None, 0
+    deadline = time.perf_counter() + hp.time_limit_s if hp.time_limit_s else None
+    bar = progress(total=hp.epochs, desc=run.label(), leave=False, unit="epoch") if progress else nullcontext()
+
+    with bar:
+        for epoch in range(1, hp.epochs + 1):
+            model.train()
+            t0 = time.perf_counter()
+            total, count = 0.0, 0
+            for step, batch in enumerate(task.train_batches(data, hp, generator)):
+                if hp.steps_per_epoch is not None and step >= hp.steps_per_epoch:
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                output = task.forward(model, batch)
+                loss = method.backward(output, lambda out: task.loss(out, batch, model, hp))
+                value = float(loss)
+                if not math.isfinite(value):
+                    raise Diverged(f"loss became {value} at epoch {epoch}, step {step}")
+                if hp.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip)
+                optimizer.step()
+                schedule.after_step()
+                total, count = total + value, count + 1
+                state["steps"] += 1
+            state["train_s"] += time.perf_counter() - t0
+            schedule.after_epoch()
+            entry: dict[str, Any] = {"epoch": epoch, "step": state["steps"], "train_loss": total / max(count, 1),
+                                     "lr": optimizer.param_groups[0]["lr"]}
+            if hp.alignment_every and epoch % hp.alignment_every == 0:
+                report = alignment.measure(model, method, lambda: task.forward(model, probe),
+                                           lambda out: task.loss(out, probe, model, hp))
+                entry["alignment"] = report
+                state["alignment"] = {"epoch": epoch, **report}
+            if epoch % hp.eval_every == 0 or epoch == hp.epochs:
+                t1 = time.perf_counter()
+                val = _evaluate(task, model, data, "val", hp)
+                state["eval_s"] += time.perf_counter() - t1
+                entry["val"] = val
+                value = val[primary]
+                schedule.after_eval(-value if higher else value)
+                if _is_better(value, best_value, higher):
+                    best_value, evals_since_best = value, 0
+                    best_weights = copy.deepcopy(model.state_dict())
+                    state["best_val"] = {**val, "epoch": epoch}
+                else:
+                    evals_since_best += 1
+            entry["time_s"] = state["train_s"] + state["eval_s"]
+            state["history"].append(entry)
+            if progress:
+                bar.update(1)
+                bar.set_postfix(loss=f"{entry['train_loss']:.4g}", **{primary: f"{entry.get('val', {}).get(primary, float('nan')):.4g}"})
+            if hp.patience is not None and evals_since_best >= hp.patience:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                _finish(task, model, data, hp, best_weights, results, run, state)
+                raise TimeoutError(f"time limit of {hp.time_limit_s}s reached after epoch {epoch}")
+    _finish(task, model, data, hp, best_weights, results, run, state)
+
+
+def _evaluate(task: Task, model, data, split: str, hp) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        metrics = task.evaluate(model, data, split, hp)
+    model.train()
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _finish(task, model, data, hp, best_weights, results: Path, run: PlannedRun, state) -> None:
+    """Test at the best validation point, then let the task add its extras."""
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    t1 = time.perf_counter()
+    state["test"] = _evaluate(task, model, data, "test", hp)
+    state["eval_s"] += time.perf_counter() - t1
+    run_dir = Path(results) / "artifacts" / run.id
+    model.eval()
+    with torch.no_grad():
+        state["extras"] = task.extras(model, data, hp, run_dir)

@@ -1,0 +1,135 @@
+"""Comparison tables from run records, with pandas.
+
+Per cell (domain/dataset/model at a scale) and method: the primary test metric's mean ± unbiased
+std over seeds and n; methods side by side, the best in bold; and for every method other than BP
+its gap to BP paired by seed (mean difference with a 95% t-interval). Only runs with status ``ok``
+enter the statistics; the others are counted in a ``failed`` column.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+from scipy import stats
+
+from .harness.store import iter_records
+
+METHOD_ORDER = ["bp", "dfa", "shallow"]
+CELL = ["scale", "domain", "dataset", "model"]
+
+
+def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        metric = r.get("primary_metric")
+        value = (r.get("metrics") or {}).get("test", {}).get(metric)
+        rows.append({"scale": r["scale"], "domain": r["domain"], "dataset": r["dataset"], "model": r["model"],
+                     "method": r["method"], "seed": r["seed"], "status": r["status"], "metric": metric,
+                     "higher_is_better": r.get("higher_is_better", True),
+                     "value": float(value) if isinstance(value, (int, float)) else math.nan})
+    columns = CELL + ["method", "seed", "status", "metric", "higher_is_better", "value"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load(results: Path) -> pd.DataFrame:
+    return records_frame(iter_records(Path(results)))
+
+
+def _method_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Long format: one row per cell and method with mean, std (ddof=1), n and failed runs."""
+    ok = frame[frame.status == "ok"]
+    keys = CELL + ["method", "metric", "higher_is_better"]
+    stats_frame = ok.groupby(keys, dropna=False)["value"].agg(mean="mean", std="std", n="count").reset_index()
+    failed = frame[frame.status != "ok"].groupby(keys, dropna=False).size().rename("failed").reset_index()
+    out = stats_frame.merge(failed, on=keys, how="outer")
+    out["n"] = out["n"].fillna(0).astype(int)
+    out["failed"] = out["failed"].fillna(0).astype(int)
+    return out
+
+
+def paired_gaps(frame: pd.DataFrame, reference: str = "bp") -> pd.DataFrame:
+    """Method minus reference, paired by seed, per cell: mean, 95% CI half-width, n pairs."""
+    ok = frame[frame.status == "ok"]
+    rows = []
+    for cell, group in ok.groupby(CELL):
+        base = group[group.method == reference].set_index("seed")["value"]
+        for method, sub in group[group.method != reference].groupby("method"):
+            diff = (sub.set_index("seed")["value"] - base).dropna()
+            n = len(diff)
+            mean = diff.mean() if n else math.nan
+            half = (stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+            rows.append(dict(zip(CELL, cell), method=method, gap=mean, ci95=half, pairs=n))
+    return pd.DataFrame(rows, columns=CELL + ["method", "gap", "ci95", "pairs"])
+
+
+def _fmt(mean: float, std: float, n: int, digits: int = 4) -> str:
+    if n == 0 or mean != mean:
+        return "—"
+    spread = f" ± {std:.{digits}g}" if std == std else ""
+    return f"{mean:.{digits}g}{spread} (n={n})"
+
+
+def wide(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: a column per method (mean ± std (n)), then a gap column per non-BP method."""
+    if frame.empty:
+        return pd.DataFrame()
+    summ = summary(frame)
+    gaps = paired_gaps(frame)
+    methods = sorted(summ.method.unique(), key=_method_key)
+    rows = []
+    for cell, group in summ.groupby(CELL, sort=True):
+        higher = bool(group.higher_is_better.iloc[0])
+        metric = group.metric.iloc[0]
+        row = dict(zip(CELL, cell))
+        row["metric"] = f"{metric} {'↑' if higher else '↓'}"
+        by_method = group.set_index("method")
+        ok_means = by_method["mean"].dropna()
+        best = (ok_means.idxmax() if higher else ok_means.idxmin()) if len(ok_means) else None
+        for method in methods:
+            if method not in by_method.index:
+                row[method] = ""
+                continue
+            m = by_method.loc[method]
+            text = _fmt(m["mean"], m["std"], int(m["n"]))
+            if int(m["failed"]):
+                text += f" [{int(m['failed'])} failed]"
+            row[method] = f"**{text}**" if method == best and len(ok_means) > 1 else text
+        cell_gaps = gaps[(gaps[CELL] == pd.Series(dict(zip(CELL, cell)))).all(axis=1)] if len(gaps) else gaps
+        for method in methods:
+            if method == "bp":
+                continue
+            g = cell_gaps[cell_gaps.method == method] if len(cell_gaps) else cell_gaps
+            if len(g) and g.pairs.iloc[0] > 0:
+                ci = g.ci95.iloc[0]
+                row[f"{method}−bp"] = f"{g.gap.iloc[0]:+.4g}" + (f" ± {ci:.2g}" if ci == ci else "")
+            else:
+                row[f"{method}−bp"] = ""
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    empty_gap_columns = [c for c in table.columns if c.endswith("−bp") and (table[c] == "").all()]
+    return table.drop(columns=empty_gap_columns)
+
+
+def render(frame: pd.DataFrame, fmt: str = "md") -> str:
+    if fmt == "csv":
+        return summary(frame).merge(paired_gaps(frame), on=CELL + ["method"], how="left").to_csv(index=False)
+    table = wide(frame)
+    if table.empty:
+        return "no run records\n"
+    if fmt == "latex":
+        latex = table.copy()
+        for column in latex.columns:
+            latex[column] = latex[column].astype(str).str.replace(r"\*\*(.*)\*\*", r"\\textbf{\1}", regex=True)
+            latex[column] = (latex[column].str.replace("±", r"$\pm$", regex=False)
+                             .str.replace("−", "-", regex=False).str.replace("↑", r"$\uparrow$", regex=False)
+                             .str.replace("↓", r"$\downarrow$", regex=False).str.replace("_", r"\_", regex=False))
+        latex.columns = [c.replace("−", "-").replace("_", r"\_") for c in latex.columns]
+        return latex.to_latex(index=False)
+    return table.to_markdown(index=False) + "\n\nmean ± unbiased std over seeds (n); gap = method − bp paired " \
+                                            "by seed, ± 95% t-interval half-width; best in bold.\n"

@@ -1,0 +1,173 @@
+"""What a task declares, and the hyper-parameters every task shares.
+
+A task is one folder under ``tasks/`` (installed as ``dfabench.tasks.<domain>``) whose ``task.py``
+defines a ``Task`` subclass and calls ``register_task``. It declares its datasets, its models (a model
+may be a named variant: the same network with other hyper-parameters), its metrics with their
+direction and which is primary, and a ``hparams.yaml`` beside it with the tuned values per scale,
+method, dataset and model, each with its provenance.
+
+The harness owns the training loop (see ``dfabench.harness.runner``); the task supplies the pieces:
+``load_data`` -> ``build_model`` -> ``train_batches`` / ``forward`` / ``loss`` -> ``evaluate``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+SCALES = ("smoke", "small", "paper")
+
+
+class TrainHParams(BaseModel):
+    """Hyper-parameters every task understands. Tasks subclass it to add their own; strict."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on optimiser steps per epoch")
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["none", "step", "cosine", "plateau", "noam"] = "none"
+    step_size: int = Field(2, ge=1, description="epochs between decays for schedule=step")
+    gamma: float = Field(0.1, gt=0, description="decay factor for step and plateau schedules")
+    plateau_patience: int = Field(1, ge=0)
+    warmup_steps: int = Field(4000, ge=1, description="for schedule=noam")
+    grad_clip: float | None = Field(None, gt=0)
+    patience: int | None = Field(None, ge=1, description="early stopping: evaluations without improvement")
+    eval_every: int = Field(1, ge=1, description="epochs between validation passes")
+    alignment_every: int = Field(1, ge=0, description="epochs between alignment probes; 0 disables")
+    time_limit_s: float | None = Field(None, gt=0)
+    method_options: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+
+
+class Task:
+    """Base class of a task. See the module docstring."""
+
+    domain: ClassVar[str]
+    HParams: ClassVar[type[TrainHParams]] = TrainHParams
+    metrics: ClassVar[tuple[Metric, ...]]
+    primary_metric: ClassVar[str]
+    # dataset name -> one line description; model name -> one line description
+    datasets: ClassVar[dict[str, str]]
+    models: ClassVar[dict[str, str]]
+    # Methods a model cannot be trained with (e.g. FM has no hidden layer: BP only).
+    bp_only_models: ClassVar[frozenset[str]] = frozenset()
+
+    # -- catalogue -----------------------------------------------------------------------------
+    def cells(self) -> list[tuple[str, str]]:
+        return [(d, m) for d in self.datasets for m in self.models]
+
+    def method_applies(self, model: str, method: str) -> bool:
+        return method == "bp" or model not in self.bp_only_models
+
+    def why_not(self, model: str, method: str) -> str:
+        return f"{model} has no hidden layer to give feedback to: BP only"
+
+    def primary_for(self, model: str) -> str:
+        """The primary metric of a cell (a task whose models differ in kind may override this)."""
+        return self.primary_metric
+
+    def higher_is_better_for(self, model: str) -> bool:
+        return self.metric(self.primary_for(model)).higher_is_better
+
+    def metric(self, name: str) -> Metric:
+        return next(m for m in self.metrics if m.name == name)
+
+    def hparams_path(self) -> Path:
+        import inspect
+
+        return Path(inspect.getfile(type(self))).with_name("hparams.yaml")
+
+    # -- the pieces of a run (to implement) -----------------------------------------------------
+    def load_data(self, dataset: str, hp: TrainHParams, seed: int, scale: str, device: torch.device) -> Any:
+        raise NotImplementedError
+
+    def build_model(self, model: str, hp: TrainHParams, data: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def train_batches(self, data: Any, hp: TrainHParams, generator: torch.Generator) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def forward(self, model: nn.Module, batch: Any) -> Any:
+        return model(batch[0])
+
+    def loss(self, output: Any, batch: Any, model: nn.Module, hp: TrainHParams) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, data: Any, split: str, hp: TrainHParams) -> dict[str, float]:
+        """Metrics on 'val' or 'test'; called under torch.no_grad() with the model in eval mode."""
+        raise NotImplementedError
+
+    def fingerprint(self, data: Any) -> str:
+        """A short content hash of the data actually used (provenance)."""
+        return "unknown"
+
+    def extras(self, model: nn.Module, data: Any, hp: TrainHParams, run_dir: Path) -> dict[str, Any]:
+        """Optional task-specific additions to the record (baselines, per-view values...)."""
+        return {}
+
+
+def tensor_fingerprint(*tensors: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def tensor_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, generator: torch.Generator,
+                   drop_last: bool = False) -> Iterable[tuple[torch.Tensor, ...]]:
+    """Shuffled mini-batches of in-memory tensors (same first dimension), reproducible from generator."""
+    n = tensors[0].shape[0]
+    order = torch.randperm(n, generator=generator).to(tensors[0].device)
+    stop = n - (n % batch_size) if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        index = order[start:start + batch_size]
+        yield tuple(t[index] for t in tensors)
+
+
+# -- the task registry ---------------------------------------------------------------------------
+_TASKS: dict[str, Task] = {}
+_UNAVAILABLE: dict[str, str] = {}  # domain -> why it could not be imported (a missing extra)
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    _TASKS[cls.domain] = cls()
+    return cls
+
+
+def all_tasks() -> dict[str, Task]:
+    """Import every task package under dfabench.tasks once; tasks whose extra is missing are noted."""
+    if not _TASKS and not _UNAVAILABLE:
+        import importlib
+        import pkgutil
+
+        import dfabench.tasks as package
+
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+            if not info.ispkg:
+                continue
+            try:
+                importlib.import_module(f"dfabench.tasks.{info.name}.task")
+            except ImportError as err:  # an optional dependency of that domain is not installed
+                _UNAVAILABLE[info.name] = f"{err} (install the extra: pip install 'dfabench[{info.name}]')"
+    return dict(_TASKS)
+
+
+def unavailable_tasks() -> dict[str, str]:
+    all_tasks()
+    return dict(_UNAVAILABLE)

