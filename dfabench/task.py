@@ -143,6 +143,7 @@ def tensor_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, generator
 # -- the task registry ---------------------------------------------------------------------------
 _TASKS: dict[str, Task] = {}
 _UNAVAILABLE: dict[str, str] = {}  # domain -> why it could not be imported (a missing extra)
+_DISCOVERED = False
 
 
 def register_task(cls: type[Task]) -> type[Task]:
@@ -152,7 +153,9 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 def all_tasks() -> dict[str, Task]:
     """Import every task package under dfabench.tasks once; tasks whose extra is missing are noted."""
-    if not _TASKS and not _UNAVAILABLE:
+    global _DISCOVERED
+    if not _DISCOVERED:
+        _DISCOVERED = True
         import importlib
         import pkgutil
 
