@@ -1,0 +1,232 @@
+"""The harness end to end: records, resume, strict input, divergence, interruption, determinism."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from dfabench.cli import main
+from dfabench.engine import FeedbackPoint
+from dfabench.harness.plan import plan
+from dfabench.harness.runner import run_one
+from dfabench.harness.store import iter_records, write_record
+from dfabench.task import Metric, Task, TrainHParams, all_tasks, register_task, tensor_batches
+
+CONTRACT = ["id", "domain", "dataset", "model", "method", "scale", "seed", "hparams", "status", "metrics",
+            "primary_metric", "higher_is_better", "history", "timings", "peak_mem_mb", "n_params", "alignment",
+            "provenance"]
+MLP_SMOKE = "mlp/digits/mlp"
+
+
+class ToyHParams(TrainHParams):
+    blow_up_at_epoch: int | None = None
+
+
+@register_task
+class ToyTask(Task):
+    """A regression task whose validation score follows a fixed script, to test best-point logic."""
+
+    domain = "toy"
+    HParams = ToyHParams
+    metrics = (Metric("score", True),)
+    primary_metric = "score"
+    datasets = {"line": "y = 2x"}
+    models = {"net": "one hidden layer"}
+    val_script = [0.2, 0.9, 0.5, 0.4]
+
+    def load_data(self, dataset, hp, seed, scale, device):
+        x = torch.linspace(-1, 1, 64).unsqueeze(1)
+        return {"x": x, "y": 2 * x, "evals": 0}
+
+    def build_model(self, model, hp, data):
+        return nn.Sequential(nn.Linear(1, 8), nn.Tanh(), FeedbackPoint(), nn.Linear(8, 1))
+
+    def train_batches(self, data, hp, generator):
+        return tensor_batches((data["x"], data["y"]), hp.batch_size, generator)
+
+    def loss(self, output, batch, model, hp):
+        loss = ((output - batch[1]) ** 2).mean()
+        data_epoch = getattr(model, "_epoch", 0)
+        if hp.blow_up_at_epoch is not None and data_epoch >= hp.blow_up_at_epoch:
+            return loss * float("nan")
+        return loss
+
+    def evaluate(self, model, data, split, hp):
+        weight = float(model[3].weight.sum())
+        if split == "val":
+            i = data["evals"]
+            data["evals"] += 1
+            model._epoch = i + 1
+            return {"score": self.val_script[i % len(self.val_script)], "weight": weight}
+        return {"score": 0.0, "weight": weight}
+
+
+def toy_run(**hp):
+    runs, _ = plan(["toy/line/net"], ["dfa"], "smoke", [0], overrides={"epochs": 4, "batch_size": 16, **hp})
+    return runs[0]
+
+
+def test_test_metrics_are_taken_at_the_best_validation_point(tmp_path):
+    record = run_one(toy_run(), tmp_path)
+    assert record["status"] == "ok"
+    best = record["metrics"]["val"]
+    assert best["score"] == 0.9 and best["epoch"] == 2
+    # the test pass saw exactly the weights of epoch 2
+    assert record["metrics"]["test"]["weight"] == pytest.approx(record["history"][1]["val"]["weight"])
+    assert record["history"][3]["val"]["weight"] != pytest.approx(best["weight"])
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    record = run_one(toy_run(blow_up_at_epoch=2), tmp_path)
+    assert record["status"] == "diverged"
+    assert "nan" in record["error"]
+    json.dumps(record)  # still a valid JSON record
+
+
+def test_records_follow_the_contract_and_reruns_skip(tmp_path, capsys):
+    results = tmp_path / "res"
+    assert main(["run", MLP_SMOKE, "--method", "bp,dfa,shallow", "--scale", "smoke", "--seeds", "2",
+                 "--results", str(results)]) == 0
+    records = list(iter_records(results))
+    assert len(records) == 6
+    for r in records:
+        assert not [k for k in CONTRACT if k not in r]
+        assert r["status"] == "ok" and r["primary_metric"] == "accuracy" and r["higher_is_better"] is True
+        assert set(r["timings"]) >= {"train_s", "eval_s", "wall_s", "step_ms"}
+        assert 0.0 <= r["metrics"]["test"]["accuracy"] <= 1.0
+        assert r["history"] and "alignment" in r["history"][-1]
+        assert r["provenance"]["data_fingerprint"].startswith("scikit-learn:")
+    mtimes = {p: p.stat().st_mtime_ns for p in (results / "runs").glob("*.json")}
+    capsys.readouterr()
+    assert main(["run", MLP_SMOKE, "--method", "bp,dfa,shallow", "--scale", "smoke", "--seeds", "2",
+                 "--results", str(results)]) == 0
+    assert "6 already recorded" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in (results / "runs").glob("*.json")} == mtimes
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    runs, _ = plan([MLP_SMOKE], ["dfa"], "smoke", [0])
+    a = run_one(runs[0], tmp_path)
+    b = run_one(runs[0], tmp_path)
+    assert a["metrics"] == b["metrics"]
+    assert a["id"] == b["id"]
+
+
+def test_dfa_beats_shallow_and_ids_differ_by_method(tmp_path):
+    runs, _ = plan([MLP_SMOKE], ["dfa", "shallow"], "smoke", [0], overrides={"epochs": 4})
+    dfa, shallow = (run_one(r, tmp_path) for r in runs)
+    assert dfa["id"] != shallow["id"]
+    assert dfa["metrics"]["test"]["accuracy"] > shallow["metrics"]["test"]["accuracy"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "mlp/nope/*", "--scale", "smoke"], "matches no cell"),
+    (["run", MLP_SMOKE, "--method", "bp,teleport", "--scale", "smoke"], "unknown method 'teleport'"),
+    (["run", MLP_SMOKE, "--scale", "huge"], "unknown scale"),
+    (["run", MLP_SMOKE, "--scale", "smoke", "--set", "colour=blue"], "colour"),
+    (["run", MLP_SMOKE, "--scale", "smoke", "--set", "epochs=many"], "epochs"),
+    (["run", MLP_SMOKE, "--scale", "smoke", "--set", "method_options.flavour=1"], "flavour"),
+    (["run", MLP_SMOKE, "--seeds", "two"], "invalid int value"),
+    (["run", "mlp-only-two-parts", "--scale", "smoke"], "domain/dataset/model"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, message):
+    results = tmp_path / "res"
+    code = exit_code(argv + ["--results", str(results)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err
+    assert not results.exists()
+
+
+def test_bad_config_file_key_is_rejected(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("selectors: ['mlp/digits/mlp']\nscale: smoke\nseedz: 3\n")
+    assert main(["run", "--config", str(config), "--results", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "seedz" in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_interrupted_suite_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
+    import dfabench.harness.executor as executor
+
+    results = tmp_path / "res"
+    task_class = type(all_tasks()["mlp"])
+    real_loss, real_run_one = task_class.loss, executor.run_one
+    started = {"runs": 0, "losses_in_third": 0}
+
+    def counting_run_one(*args, **kwargs):
+        started["runs"] += 1
+        return real_run_one(*args, **kwargs)
+
+    def interrupting_loss(self, *args, **kwargs):
+        if started["runs"] == 3:  # Ctrl-C in the middle of the third run
+            started["losses_in_third"] += 1
+            if started["losses_in_third"] == 5:
+                raise KeyboardInterrupt
+        return real_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(executor, "run_one", counting_run_one)
+    monkeypatch.setattr(task_class, "loss", interrupting_loss)
+    argv = ["run", MLP_SMOKE, "--method", "bp,dfa", "--scale", "smoke", "--seeds", "2", "--results", str(results)]
+    assert main(argv) == 130
+    files = sorted((results / "runs").iterdir())
+    assert len(files) == 2 and all(not p.name.startswith(".tmp") for p in files)
+    monkeypatch.setattr(task_class, "loss", real_loss)
+    started["runs"] = 10
+    assert main(argv) == 0
+    assert started["runs"] == 12  # only the two missing runs ran again
+    assert len(list(iter_records(results))) == 4
+
+
+def test_a_half_written_record_is_invisible(tmp_path):
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    (runs_dir / ".tmp-abc.json").write_text('{"id": "abc", "stat')  # what a kill mid-write leaves
+    write_record(tmp_path, {"id": "x1", "status": "ok"})
+    assert [r["id"] for r in iter_records(tmp_path)] == ["x1"]
+
+
+def exit_code(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as stop:  # argparse's own errors
+        return stop.code
+
+
+def test_list_shows_cells_methods_and_scales(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("mlp/fashion-mnist/mlp "))
+    assert "methods=bp,dfa,shallow" in line and "scales=smoke,small,paper" in line
+    assert "mlp/fashion-mnist/mlp-batchnorm" in out
+
+
+def test_table_pairs_seeds_and_uses_unbiased_std(tmp_path, capsys):
+    import numpy as np
+
+    values = {"bp": [0.90, 0.92, 0.94], "dfa": [0.85, 0.90, 0.86]}
+    for method, vals in values.items():
+        for seed, v in enumerate(vals):
+            write_record(tmp_path, {"id": f"{method}{seed}", "domain": "d", "dataset": "s", "model": "m",
+                                    "method": method, "scale": "small", "seed": seed, "status": "ok",
+                                    "primary_metric": "acc", "higher_is_better": True,
+                                    "metrics": {"test": {"acc": v}}})
+    assert main(["table", "--results", str(tmp_path), "--format", "csv"]) == 0
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    dfa = frame[frame.method == "dfa"].iloc[0]
+    assert dfa["mean"] == pytest.approx(np.mean(values["dfa"]))
+    assert dfa["std"] == pytest.approx(np.std(values["dfa"], ddof=1))
+    diff = np.array(values["dfa"]) - np.array(values["bp"])
+    assert dfa["gap"] == pytest.approx(diff.mean())
+    assert dfa["ci95"] == pytest.approx(4.302653 * diff.std(ddof=1) / np.sqrt(3), rel=1e-5)
+    assert main(["table", "--results", str(tmp_path)]) == 0
+    markdown = capsys.readouterr().out
+    assert "**0.92 ± 0.02 (n=3)**" in markdown
