@@ -67,16 +67,28 @@ class Task:
     models: ClassVar[dict[str, str]]
     # Methods a model cannot be trained with (e.g. FM has no hidden layer: BP only).
     bp_only_models: ClassVar[frozenset[str]] = frozenset()
+    # Tags of the feedback points this task's models carry (engine/points.py); methods that need
+    # other tags (dfa-micro needs 'micro') do not apply here.
+    point_tags: ClassVar[frozenset[str]] = frozenset({"default"})
 
     # -- catalogue -----------------------------------------------------------------------------
     def cells(self) -> list[tuple[str, str]]:
         return [(d, m) for d in self.datasets for m in self.models]
 
     def method_applies(self, model: str, method: str) -> bool:
-        return method == "bp" or model not in self.bp_only_models
+        from .methods import METHODS
+
+        if method == "bp":
+            return True
+        return model not in self.bp_only_models and METHODS[method].requires_tags <= self.point_tags
 
     def why_not(self, model: str, method: str) -> str:
-        return f"{model} has no hidden layer to give feedback to: BP only"
+        from .methods import METHODS
+
+        if model in self.bp_only_models:
+            return f"{model} has no hidden layer to give feedback to: BP only"
+        missing = sorted(METHODS[method].requires_tags - self.point_tags)
+        return f"{method} needs feedback points tagged {missing}, which {self.domain} models do not have"
 
     def primary_for(self, model: str) -> str:
         """The primary metric of a cell (a task whose models differ in kind may override this)."""

@@ -29,6 +29,8 @@ class Method:
     router_mode: ClassVar[str] = "identity"
     records: ClassVar[bool] = False  # whether the router keeps point inputs for the backward pass
     Options: ClassVar[type[BaseModel]] = PointOptions
+    # Point tags a model must offer for this method to mean something (e.g. dfa-micro: 'micro').
+    requires_tags: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, options: dict | None = None):
         self.options = self.Options(**(options or {}))

@@ -19,7 +19,7 @@ from ..engine.feedback import FeedbackMatrices, FeedbackOptions, point_scale
 from ..engine.points import DEFAULT_GROUP
 from ..engine.router import OutputRecord, feature_size
 from .base import Method
-from .registry import register
+from .registry import register, register_variant
 
 
 class FeedbackShapeError(RuntimeError):
@@ -143,3 +143,10 @@ def _add(a, b):
     if b is None:
         return a
     return a + b
+
+
+# Alternative placements a model may offer through tagged points (see engine/points.py).
+register_variant("dfa-micro", DFA, "DFA also at the points tagged 'micro' (three per Transformer block)",
+                 requires_tags=frozenset({"micro"}), tags=["default", "micro"])
+register_variant("dfa-head", DFA, "DFA at the head's points only; BP inside the blocks tagged 'conv'",
+                 requires_tags=frozenset({"conv"}), tags=["default"])
