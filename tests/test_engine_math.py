@@ -13,7 +13,15 @@ from dfabench.engine import FeedbackOutput, FeedbackPoint
 from dfabench.engine.feedback import FEEDBACK_PREFIX
 from dfabench.methods import create
 
-torch.set_default_dtype(torch.float64)  # exact comparisons on tiny networks
+
+
+@pytest.fixture(autouse=True)
+def _double_precision():
+    # exact comparisons on tiny networks; restored so other test modules keep float32
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def tiny_mlp(seed: int = 0) -> nn.Sequential:
