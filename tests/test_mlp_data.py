@@ -1,0 +1,69 @@
+"""Image loaders: the official IDX format (files the test writes) and the offline fallbacks."""
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from dfabench.cli import main
+from dfabench.data.images import DatasetUnavailable, load_images, read_idx, write_idx
+from dfabench.harness.store import iter_records
+
+
+def write_mnist_dir(directory, n_train=1000, n_test=100, gz=True):
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    y_train = rng.integers(0, 10, n_train).astype(np.uint8)
+    y_test = rng.integers(0, 10, n_test).astype(np.uint8)
+    # noisy copies of one random prototype per class, so a model has something to learn
+    prototypes = rng.random((10, 28, 28)) * 200
+    x_train = (prototypes[y_train] + rng.random((n_train, 28, 28)) * 55).astype(np.uint8)
+    x_test = (prototypes[y_test] + rng.random((n_test, 28, 28)) * 55).astype(np.uint8)
+    write_idx(directory / f"train-images-idx3-ubyte{suffix}", x_train)
+    write_idx(directory / f"train-labels-idx1-ubyte{suffix}", y_train)
+    write_idx(directory / f"t10k-images-idx3-ubyte{suffix}", x_test)
+    write_idx(directory / f"t10k-labels-idx1-ubyte{suffix}", y_test)
+    return x_train, y_train
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_round_trip(tmp_path, gz):
+    x, y = write_mnist_dir(tmp_path, gz=gz)
+    images = load_images("mnist", tmp_path)
+    np.testing.assert_array_equal(images.train_x, x)
+    np.testing.assert_array_equal(images.train_y, y)
+    assert images.test_x.shape == (100, 28, 28) and images.num_classes == 10
+
+
+def test_idx_header_is_checked(tmp_path):
+    path = tmp_path / "bad.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\x00\x00\x0d\x01" + (3).to_bytes(4, "big") + b"abc")  # float code, not ubyte
+    with pytest.raises(ValueError, match="unsigned-byte"):
+        read_idx(path)
+
+
+def test_missing_idx_files_are_named(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(DatasetUnavailable, match="t10k-images"):
+        load_images("mnist", tmp_path)
+
+
+def test_mlp_task_trains_on_official_idx_files(tmp_path):
+    data = tmp_path / "idx"
+    data.mkdir()
+    write_mnist_dir(data)
+    results = tmp_path / "res"
+    assert main(["run", "mlp/mnist/mlp", "--method", "dfa", "--scale", "smoke", "--results", str(results),
+                 "--set", f"data_dir={data}", "--set", "epochs=5", "--set", "batch_size=32"]) == 0
+    (record,) = iter_records(results)
+    assert record["status"] == "ok"
+    assert record["provenance"]["data_fingerprint"].startswith(f"idx:{data}")
+    assert record["metrics"]["test"]["accuracy"] > 0.5  # chance is 0.1
+    json.dumps(record)
+
+
+def test_fallback_datasets_always_load():
+    digits = load_images("digits")
+    assert digits.train_x.dtype == np.uint8 and digits.train_x.shape[1:] == (8, 8)
+    assert digits.num_classes == 10
