@@ -107,6 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .harness.executor import pending, run_local
     from .harness.plan import plan
 
+    if args.address and args.executor != "ray":
+        raise ConfigError("--address needs --executor ray")
     config = _run_config(args)
     runs, notes = plan(config.selectors, _split(config.method), config.scale, list(range(config.seeds)),
                        overrides=config.set)
@@ -118,7 +120,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     todo = pending(runs, results)
     print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already recorded in {results}/runs, "
           f"{len(todo)} to run", file=sys.stderr)
-    records = run_local(runs, results, config.device)
+    if args.executor == "ray":
+        from .harness.ray_executor import run_ray
+
+        records = run_ray(runs, results, config.device, address=args.address)
+    else:
+        records = run_local(runs, results, config.device)
     bad = [r for r in records if r["status"] != "ok"]
     for r in bad:
         print(f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed={r['seed']}: {r['status']}"
@@ -135,6 +142,14 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.domain:
         frame = frame[frame.domain == args.domain]
     sys.stdout.write(render(frame, args.format))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import tune_command
+
+    tune_command(args.selectors, args.method, args.scale, args.samples, args.search, args.seeds, args.output,
+                 Path(args.results) / "tune", _parse_set(args.set or []))
     return 0
 
 
@@ -156,7 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a hyper-parameter for every run, e.g. --set epochs=3 --set method_options.scale=0")
     p.add_argument("--config", help="YAML file with any of: selectors, method, scale, seeds, results, device, set")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (default): one run after another in this process; ray: Ray tasks")
+    p.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001); default: a local Ray")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tune", help="search a cell's declared hyper-parameter space with Ray Tune (validation only)")
+    p.add_argument("selectors", nargs="+", help="cells to tune, e.g. 'mlp/digits/mlp'")
+    p.add_argument("--method", required=True)
+    p.add_argument("--scale", default="small")
+    p.add_argument("--samples", type=int, default=8, help="trials for random and asha searches")
+    p.add_argument("--search", default="random", help="grid | random (default) | asha")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per trial (score = mean best validation value)")
+    p.add_argument("--output", help="rules file to append the winner to (default: the task's tuned.yaml)")
+    p.add_argument("--results", default="results", help="Ray Tune's trial files go under RESULTS/tune")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed overrides for every trial")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("table", help="comparison table from the run records")
     p.add_argument("--results", default="results")

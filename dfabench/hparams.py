@@ -12,7 +12,8 @@
         set: {lr: 1.0e-3}
         provenance: "grid over lr, small scale, 3 seeds"
 
-``method_options`` merges key by key instead of being replaced.
+``method_options`` merges key by key instead of being replaced. Rules in ``tuned.yaml`` beside it
+(written by ``dfabench tune``) apply after these.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from .task import Task, TrainHParams
 
 WHEN_KEYS = {"scale", "method", "dataset", "model"}
+TUNED_FILE = "tuned.yaml"  # written by `dfabench tune`, applied after hparams.yaml
 
 
 class ConfigError(ValueError):
@@ -56,7 +58,8 @@ def resolve(task: Task, *, scale: str, method: str, dataset: str, model: str,
             overrides: dict[str, Any] | None = None) -> TrainHParams:
     context = {"scale": scale, "method": method, "dataset": dataset, "model": model}
     values: dict[str, Any] = {}
-    for rule in load_rules(task.hparams_path()):
+    path = task.hparams_path()
+    for rule in load_rules(path) + load_rules(path.with_name(TUNED_FILE)):
         if _matches(rule.get("when", {}), context):
             _merge(values, rule.get("set", {}))
     _merge(values, overrides or {})

@@ -71,6 +71,10 @@ class Task:
     # other tags (dfa-micro needs 'micro') do not apply here.
     point_tags: ClassVar[frozenset[str]] = frozenset({"default"})
 
+    # What one run of a cell needs from a Ray cluster (the Ray executor's resource request).
+    cpus_per_run: ClassVar[float] = 1.0
+    gpu_fraction_per_run: ClassVar[float] = 1.0  # asked only when running with --device cuda
+
     # -- catalogue -----------------------------------------------------------------------------
     def cells(self) -> list[tuple[str, str]]:
         return [(d, m) for d in self.datasets for m in self.models]
@@ -89,6 +93,10 @@ class Task:
             return f"{model} has no hidden layer to give feedback to: BP only"
         missing = sorted(METHODS[method].requires_tags - self.point_tags)
         return f"{method} needs feedback points tagged {missing}, which {self.domain} models do not have"
+
+    def resources(self, model: str, scale: str, device: str) -> dict[str, float]:
+        gpus = self.gpu_fraction_per_run if device.startswith("cuda") else 0.0
+        return {"num_cpus": self.cpus_per_run, "num_gpus": gpus}
 
     def primary_for(self, model: str) -> str:
         """The primary metric of a cell (a task whose models differ in kind may override this)."""

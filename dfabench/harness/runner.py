@@ -15,7 +15,7 @@ import traceback
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -39,8 +39,12 @@ def _is_better(value: float, best: float | None, higher_is_better: bool) -> bool
     return value > best if higher_is_better else value < best
 
 
-def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None) -> dict[str, Any]:
-    """Train and evaluate one planned run and return its record (the caller stores it)."""
+def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
+            on_eval: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train and evaluate one planned run and return its record (the caller stores it).
+
+    ``on_eval(epoch, val_metrics)`` is called after every validation pass (Ray Tune reports with it).
+    """
     task = all_tasks()[run.domain]
     torch_device = torch.device(device)
     started = datetime.now(timezone.utc)
@@ -50,7 +54,7 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None) 
                              "extras": {}}
     status, error = "ok", None
     try:
-        _train(task, run, torch_device, results, state, progress)
+        _train(task, run, torch_device, results, state, progress, on_eval)
     except Diverged as err:
         status, error = "diverged", str(err)
     except TimeoutError as err:
@@ -85,7 +89,8 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None) 
     return record
 
 
-def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, state: dict[str, Any], progress) -> None:
+def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, state: dict[str, Any], progress,
+           on_eval) -> None:
     hp = run.hparams
     torch.manual_seed(run.seed)
     generator = torch.Generator().manual_seed(run.seed)
@@ -146,6 +151,8 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
                     state["best_val"] = {**val, "epoch": epoch}
                 else:
                     evals_since_best += 1
+                if on_eval is not None:
+                    on_eval(epoch, val)
             entry["time_s"] = state["train_s"] + state["eval_s"]
             state["history"].append(entry)
             if progress:
