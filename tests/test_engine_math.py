@@ -107,6 +107,22 @@ def test_shallow_trains_only_above_the_last_point(batch):
     torch.testing.assert_close(got[4], grads_of(bp_model)[4])
 
 
+def test_shallow_keeps_hidden_layers_fixed_under_a_weight_penalty(batch):
+    x, y = batch
+    model = tiny_mlp()
+    method = create("shallow")
+    method.prepare(model, lambda: model(x), seed=0)
+    penalty = lambda out: mse(y)(out) + 0.1 * sum(p.pow(2).sum() for p in model.parameters())  # noqa: E731
+    model.zero_grad(set_to_none=True)
+    method.backward(model(x), penalty)
+    got = grads_of(model)
+    assert got[:4] == [None] * 4
+    h2 = model[4](model[3](model[1](model[0](x)))).detach()
+    out = model[6](h2)
+    e = 2 * (out - y).detach() / out.numel()
+    torch.testing.assert_close(got[4], e.T @ h2 + 0.2 * model[6].weight.detach())
+
+
 def test_cut_blocks_do_not_compute_input_gradients(batch):
     x, y = batch
     model = tiny_mlp()

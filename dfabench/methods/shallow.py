@@ -1,8 +1,14 @@
 """Shallow control: the graph is cut at every feedback point and nothing is injected.
 
-Only the layers above the last point learn; the paper's control in every table.
+Only the layers above the last point learn; the paper's control in every table. The layers below
+stay exactly as initialised: a loss term that reaches them without going through the output (an
+L1/L2 penalty on all weights) is not applied to them either, or the control would shrink its own
+random features instead of leaving them fixed.
 """
-from .base import Method, autograd_loss
+import torch
+
+from ..engine.router import configured
+from .base import Method
 from .registry import register
 
 
@@ -13,5 +19,28 @@ class Shallow(Method):
     router_mode = "cut"
     records = False
 
+    def prepare(self, model, probe_forward, seed):
+        super().prepare(model, probe_forward, seed)
+        params = [p for p in model.parameters() if p.requires_grad]
+        was_training = model.training
+        model.eval()  # no BatchNorm statistics update from this probe
+        try:
+            with configured(self.router, "cut", record=True), torch.enable_grad():
+                returned = probe_forward()
+                outputs = [o.value for o in self.router.recorded_outputs] or [returned]
+                roots = [o.sum() for o in outputs if o.requires_grad]
+                reach = torch.autograd.grad(roots, params, allow_unused=True)
+        finally:
+            model.train(was_training)
+        self.frozen = {id(p) for p, g in zip(params, reach) if g is None}
+
     def _backward(self, output, loss_fn, params):
-        return autograd_loss(loss_fn(output), params)
+        loss = loss_fn(output)
+        if params is None:
+            loss.backward()
+            for p in self.model.parameters():
+                if id(p) in self.frozen:
+                    p.grad = None
+            return loss, None
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return loss, [None if id(p) in self.frozen else g for p, g in zip(params, grads)]
