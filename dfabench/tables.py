@@ -71,7 +71,7 @@ def paired_gaps(frame: pd.DataFrame, reference: str = "bp") -> pd.DataFrame:
 def _fmt(mean: float, std: float, n: int, digits: int = 4) -> str:
     if n == 0 or mean != mean:
         return "—"
-    spread = f" ± {std:.{digits}g}" if std == std else ""
+    spread = f" ± {std:.2g}" if std == std else ""
     return f"{mean:.{digits}g}{spread} (n={n})"
 
 
@@ -107,7 +107,7 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
             g = cell_gaps[cell_gaps.method == method] if len(cell_gaps) else cell_gaps
             if len(g) and g.pairs.iloc[0] > 0:
                 ci = g.ci95.iloc[0]
-                row[f"{method}−bp"] = f"{g.gap.iloc[0]:+.4g}" + (f" ± {ci:.2g}" if ci == ci else "")
+                row[f"{method}−bp"] = f"{g.gap.iloc[0]:+.3g}" + (f" ± {ci:.2g}" if ci == ci else "")
             else:
                 row[f"{method}−bp"] = ""
         rows.append(row)
