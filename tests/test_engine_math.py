@@ -12,31 +12,9 @@ from dfabench import alignment
 from dfabench.engine import FeedbackOutput, FeedbackPoint
 from dfabench.engine.feedback import FEEDBACK_PREFIX
 from dfabench.methods import create
+from tiny_nets import batch, double_precision, tiny_mlp  # noqa: F401  (fixtures)
 
-
-
-@pytest.fixture(autouse=True)
-def _double_precision():
-    # exact comparisons on tiny networks; restored so other test modules keep float32
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
-def tiny_mlp(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Linear(5, 4), nn.Tanh(), FeedbackPoint(),
-        nn.Linear(4, 3), nn.Tanh(), FeedbackPoint(),
-        nn.Linear(3, 2),
-    )
-
-
-@pytest.fixture
-def batch():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randn(7, 2, generator=g, dtype=torch.float64)
+pytestmark = pytest.mark.usefixtures("double_precision")
 
 
 def mse(target):

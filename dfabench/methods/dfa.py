@@ -48,7 +48,7 @@ class DFA(Method):
         found = self.router.discovery
         if not found.point_shapes:
             raise FeedbackShapeError("the model has no FeedbackPoint: DFA has nowhere to deliver feedback")
-        shapes = {}
+        shapes, shapes_k = {}, {}
         for group, point_shapes in found.point_shapes.items():
             if group in found.output_shapes:
                 out_shape, k = found.output_shapes[group]
@@ -57,8 +57,11 @@ class DFA(Method):
             else:
                 raise FeedbackShapeError(f"feedback group {group!r} has points but no FeedbackOutput")
             shapes[group] = (feature_size(out_shape, k), max(feature_size(s, k) for s in point_shapes))
+            shapes_k[group] = k
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self.matrices = FeedbackMatrices(model, shapes, self.options, _feedback_seed(seed), device)
+        point_sizes = {group: [feature_size(s, shapes_k[group]) for s in point_shapes]
+                       for group, point_shapes in found.point_shapes.items()} if self.options.per_point else None
+        self.matrices = FeedbackMatrices(model, shapes, self.options, _feedback_seed(seed), device, point_sizes)
         self.last_signals: list[tuple[object, torch.Tensor]] = []
 
     def _backward(self, output, loss_fn, params):
@@ -93,7 +96,8 @@ class DFA(Method):
             group = record.marker.group if record.marker is not None else DEFAULT_GROUP
             group_points = [(p, h) for p, h in points if p.group == group]
             if group_points:
-                for point, h, signal in self._project(group, error, record.batch_dims, group_points):
+                feedback = self._feedback_error(record, error)
+                for point, h, signal in self._project(group, feedback, record.batch_dims, group_points):
                     roots.append(h)
                     signals.append(signal)
                     self.last_signals.append((point, signal))
@@ -105,8 +109,15 @@ class DFA(Method):
         injected = torch.autograd.grad(roots, params, signals, allow_unused=True) if roots else [None] * len(params)
         return loss, [_add(a, b) for a, b in zip(local, injected)]
 
+    def _feedback_error(self, record: OutputRecord, error: torch.Tensor) -> torch.Tensor:
+        """What is projected to the points: the output error e (DRTP projects the target instead)."""
+        return error
+
     def _project(self, group, error, k, group_points):
         """Yield (point, h, signal) with signal = scale_i * (e B)[:, :l_i] shaped like h."""
+        if self.options.per_point:
+            yield from self._project_per_point(group, error, k, group_points)
+            return
         B = self.matrices.matrix(group)
         out_features, max_point = B.shape
         if feature_size(tuple(error.shape), k) != out_features:
@@ -130,6 +141,21 @@ class DFA(Method):
             if self.options.scaling == "per_layer":
                 signal = signal * point_scale(size, max_point, self.options)
             yield point, h, signal.reshape(h.shape).to(h.dtype)
+
+
+    def _project_per_point(self, group, error, k, group_points):
+        """Independent matrices: signal_i = scale * e B_i, one product per point."""
+        batch_shape = tuple(error.shape[:k])
+        flat = error.reshape(-1, feature_size(tuple(error.shape), k))
+        for index, (point, h) in enumerate(group_points):
+            B = self.matrices.point_matrix(group, index)
+            if tuple(h.shape[:k]) != batch_shape or feature_size(tuple(h.shape), k) != B.shape[1] \
+                    or flat.shape[1] != B.shape[0]:
+                raise FeedbackShapeError(
+                    f"point {index} of group {group!r} has shape {tuple(h.shape)} (output error "
+                    f"{tuple(error.shape)}); its per-point feedback matrix is {tuple(B.shape)}")
+            # each B_i was drawn for its own width, so per_layer needs no further sqrt(l_max/l_i)
+            yield point, h, (self.options.scale * (flat @ B)).reshape(h.shape).to(h.dtype)
 
 
 def _feedback_seed(run_seed: int) -> int:
