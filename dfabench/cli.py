@@ -6,6 +6,7 @@ exits with code 2 before anything is written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         records = run_ray(runs, results, config.device, address=args.address)
     else:
-        records = run_local(runs, results, config.device)
+        on_record = None
+        if getattr(args, "wandb", False) or os.environ.get("DFABENCH_WANDB", "") == "1":
+            from .leaderboard.wandb_logging import record_logger
+
+            try:
+                on_record = record_logger(results)
+            except RuntimeError as err:
+                raise ConfigError(str(err)) from err
+        records = run_local(runs, results, config.device, on_record=on_record)
     bad = [r for r in records if r["status"] != "ok"]
     for r in bad:
         print(f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed={r['seed']}: {r['status']}"
@@ -145,12 +154,68 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    if not (args.html or args.wandb):
+        raise ConfigError("leaderboard needs --html DIR and/or --wandb")
+    if args.html:
+        from .leaderboard.html import write_site
+
+        pages = write_site(Path(args.results), Path(args.html))
+        print(f"wrote {len(pages)} pages under {args.html}", file=sys.stderr)
+    if args.wandb:
+        from .leaderboard.wandb_logging import publish_tables
+
+        try:
+            domains = publish_tables(Path(args.results))
+        except RuntimeError as err:
+            raise ConfigError(str(err)) from err
+        print(f"published W&B tables for: {', '.join(domains) or 'nothing'}", file=sys.stderr)
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from .tune import tune_command
 
     tune_command(args.selectors, args.method, args.scale, args.samples, args.search, args.seeds, args.output,
                  Path(args.results) / "tune", _parse_set(args.set or []))
     return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """`dfabench baseline record --scale S --results DIR`: per-cell reference from existing records."""
+    import json
+
+    from .check import reference
+    from .tables import load
+
+    frame = load(Path(args.results))
+    frame = frame[frame.scale == args.scale]
+    if frame.empty:
+        raise ConfigError(f"no {args.scale} records under {args.results}/runs")
+    out = Path(args.baselines) / args.scale / "reference.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(reference(frame), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`dfabench check --scale S --results DIR`: exit 1 with one line per problem, 0 when clean."""
+    import json
+
+    from .check import failures
+    from .tables import load
+
+    ref_path = Path(args.baselines) / args.scale / "reference.json"
+    if not ref_path.exists():
+        raise ConfigError(f"no reference at {ref_path}; run `dfabench baseline record --scale {args.scale}`")
+    frame = load(Path(args.results))
+    frame = frame[frame.scale == args.scale]
+    problems = failures(frame, json.loads(ref_path.read_text()))
+    for line in problems:
+        print(f"FAIL {line}")
+    print(f"check: {len(problems)} problem(s)" if problems else "check: ok")
+    return 1 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local (default): one run after another in this process; ray: Ray tasks")
     p.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001); default: a local Ray")
+    p.add_argument("--wandb", action="store_true", help="also log each run to W&B (offline unless WANDB_MODE=online;"
+                                                        " or set DFABENCH_WANDB=1)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tune", help="search a cell's declared hyper-parameter space with Ray Tune (validation only)")
@@ -194,6 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", help="only this scale")
     p.add_argument("--domain", help="only this domain")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("leaderboard", help="static HTML site (--html DIR) and/or W&B tables (--wandb) from the records")
+    p.add_argument("--results", default="results")
+    p.add_argument("--html", metavar="DIR", help="write index.html and one page per domain here")
+    p.add_argument("--wandb", action="store_true", help="publish one W&B table per domain (offline unless WANDB_MODE=online)")
+    p.set_defaults(func=cmd_leaderboard)
+    p = sub.add_parser("baseline", help="record the per-cell reference for `check` from existing records")
+    p.add_argument("action", choices=["record"])
+    p.add_argument("--scale", default="smoke")
+    p.add_argument("--results", default="results")
+    p.add_argument("--baselines", default="baselines")
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("check", help="fail when a DFA−BP gap widened or a run failed, against baselines/SCALE")
+    p.add_argument("--scale", default="smoke")
+    p.add_argument("--results", default="results")
+    p.add_argument("--baselines", default="baselines")
+    p.set_defaults(func=cmd_check)
     return parser
 
 
