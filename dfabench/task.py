@@ -70,6 +70,9 @@ class Task:
     # Tags of the feedback points this task's models carry (engine/points.py); methods that need
     # other tags (dfa-micro needs 'micro') do not apply here.
     point_tags: ClassVar[frozenset[str]] = frozenset({"default"})
+    # What else the models offer to methods that need it (see methods/base.py REQUIREMENTS), e.g.
+    # 'layerwise': every weighted layer is an nn.Linear or nn.Conv2d, so fa and sign-symmetry apply.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     # What one run of a cell needs from a Ray cluster (the Ray executor's resource request).
     cpus_per_run: ClassVar[float] = 1.0
@@ -84,15 +87,18 @@ class Task:
 
         if method == "bp":
             return True
-        return model not in self.bp_only_models and METHODS[method].requires_tags <= self.point_tags
+        return model not in self.bp_only_models and METHODS[method].requires_tags <= self.point_tags | self.capabilities
 
     def why_not(self, model: str, method: str) -> str:
         from .methods import METHODS
 
         if model in self.bp_only_models:
             return f"{model} has no hidden layer to give feedback to: BP only"
-        missing = sorted(METHODS[method].requires_tags - self.point_tags)
-        return f"{method} needs feedback points tagged {missing}, which {self.domain} models do not have"
+        from .methods.base import REQUIREMENTS
+
+        missing = sorted(METHODS[method].requires_tags - self.point_tags - self.capabilities)
+        needs = "; ".join(REQUIREMENTS.get(tag, f"feedback points tagged {tag!r}") for tag in missing)
+        return f"{method} needs {needs}, which {self.domain} models do not offer"
 
     def resources(self, model: str, scale: str, device: str) -> dict[str, float]:
         gpus = self.gpu_fraction_per_run if device.startswith("cuda") else 0.0

@@ -230,3 +230,13 @@ def test_table_pairs_seeds_and_uses_unbiased_std(tmp_path, capsys):
     assert main(["table", "--results", str(tmp_path)]) == 0
     markdown = capsys.readouterr().out
     assert "**0.92 ± 0.02 (n=3)**" in markdown
+
+
+def test_methods_a_task_cannot_offer_are_skipped_with_a_reason():
+    # ToyTask declares neither the 'layerwise' capability (fa) nor 'micro' points (dfa-micro).
+    runs, notes = plan(["toy/line/net"], ["dfa", "fa", "dfa-micro"], "smoke", [0])
+    assert [r.method for r in runs] == ["dfa"]
+    assert any("fa does not apply" in n and "nn.Linear / nn.Conv2d" in n for n in notes)
+    assert any("dfa-micro does not apply" in n and "'micro'" in n for n in notes)
+    mlp_runs, mlp_notes = plan([MLP_SMOKE], ["fa"], "smoke", [0])
+    assert [r.method for r in mlp_runs] == ["fa"] and not mlp_notes

@@ -13,7 +13,13 @@ from ..engine.router import Router
 LossFn = Callable[[Any], torch.Tensor]
 Grads = list[torch.Tensor | None]
 
-
+# What a method may need from a task's models (``Method.requires_tags``), and how to say it when a
+# task does not offer it. Point tags come from ``Task.point_tags``, the rest from ``Task.capabilities``.
+REQUIREMENTS: dict[str, str] = {
+    "micro": "feedback points tagged 'micro' (after each Transformer sub-layer)",
+    "conv": "feedback points tagged 'conv' (after convolutional blocks)",
+    "layerwise": "models whose weighted layers are all nn.Linear / nn.Conv2d (it replaces each layer's W^T)",
+}
 
 
 class Method:
@@ -29,7 +35,8 @@ class Method:
     router_mode: ClassVar[str] = "identity"
     records: ClassVar[bool] = False  # whether the router keeps point inputs for the backward pass
     Options: ClassVar[type[BaseModel]] = PointOptions
-    # Point tags a model must offer for this method to mean something (e.g. dfa-micro: 'micro').
+    # What a task's models must offer for this method to mean something (keys of REQUIREMENTS):
+    # point tags (dfa-micro needs 'micro') or capabilities (fa needs 'layerwise').
     requires_tags: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, options: dict | None = None):

@@ -83,6 +83,7 @@ class FA(Method):
     name = "fa"
     summary = "feedback alignment: a fixed random matrix per Linear/Conv2d layer replaces W^T (layer-wise)"
     router_mode = "identity"
+    requires_tags = frozenset({"layerwise"})  # tasks declare it; prepare still checks the actual layers
 
     def prepare(self, model, probe_forward, seed):
         super().prepare(model, probe_forward, seed)

