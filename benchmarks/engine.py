@@ -1,9 +1,9 @@
 """Time BP and DFA training steps on the same models, in one process, and print the ratios.
 
-    python benchmarks/engine.py [--device cpu|cuda] [--repeats 5] [--steps 20]
+    python benchmarks/engine.py [--device cpu|cuda] [--steps 50] [--threads N]
 
 One line per model: median step time under BP and DFA, their ratio, and memory. Steps of the two
-methods are interleaved in blocks so that drift in machine load hits both alike. Memory: on CUDA the
+methods alternate one by one so that drift in machine load hits both alike. Memory: on CUDA the
 peak allocated bytes of a step; on a CPU (where PyTorch has no allocator statistics) the bytes of the
 activations autograd saves for the backward pass during one step (parameters excluded), the part
 a method can change.
@@ -115,7 +115,7 @@ def saved_bytes(step, model) -> int:
     return sum(storages.values())
 
 
-def bench(name, build, x, loss_fn, device, repeats, steps):
+def bench(name, build, x, loss_fn, device, steps):
     x = x.to(device)
     runners, models = {}, {}
     for method_name in ("bp", "dfa"):
@@ -136,16 +136,15 @@ def bench(name, build, x, loss_fn, device, repeats, steps):
         for _ in range(3):
             step()
     times = {m: [] for m in runners}
-    for _ in range(repeats):
+    for _ in range(steps):  # alternate the methods step by step: load drift hits both alike
         for m, step in runners.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
+            step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            times[m].append((time.perf_counter() - t0) / steps * 1000)
+            times[m].append((time.perf_counter() - t0) * 1000)
     memory = {}
     for m, step in runners.items():
         if device.type == "cuda":
@@ -165,14 +164,16 @@ def bench(name, build, x, loss_fn, device, repeats, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per method")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads; "
-          f"median of {args.repeats} blocks of {args.steps} steps per method, interleaved", flush=True)
+          f"median of {args.steps} steps per method, alternating step by step", flush=True)
     for name, build, x, loss_fn in cases(device):
-        bench(name, build, x, loss_fn, device, args.repeats, args.steps)
+        bench(name, build, x, loss_fn, device, args.steps)
 
 
 if __name__ == "__main__":
