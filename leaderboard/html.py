@@ -7,7 +7,6 @@ validation learning curves as inline SVG. No network, no external scripts or sty
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from dfabench.harness.store import iter_records
@@ -68,6 +67,52 @@ def _curve_svg(series: dict[str, list[tuple[float, float]]], label: str, w: int 
     return f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>{''.join(parts)}</svg>"
 
 
+def _paper_rows(paper: dict, domain: str) -> list[list]:
+    """Rows (cell, method, metric, value or 'unknown', source) of baselines/paper.yaml for one domain."""
+    rows = []
+    for cell, entry in sorted(paper.items()):
+        if not cell.startswith(domain + "/"):
+            continue
+        if not isinstance(entry, dict):
+            rows.append([cell, "all", "", "unknown", ""])
+            continue
+        source = str(entry.get("source", ""))
+        for method, values in entry.items():
+            if method in ("source", "metrics"):
+                continue
+            if not isinstance(values, dict):
+                rows.append([cell, method, "", "unknown", source])
+                continue
+            rows += [[cell, method, metric, float(value), source] for metric, value in values.items()]
+    return rows
+
+
+def _gap_svg(gaps, w: int = 520, row_h: int = 16) -> str:
+    """Horizontal bars: each method's paired gap to BP per cell, with its 95% interval as a whisker."""
+    rows = [g for _, g in gaps.iterrows() if g.gap == g.gap]
+    if not rows:
+        return ""
+    extent = max(abs(float(g.gap)) + (float(g.ci95) if g.ci95 == g.ci95 else 0.0) for g in rows) or 1.0
+    mid, half, h = w * 0.6, w * 0.38, row_h * len(rows) + 24
+    x = lambda v: mid + v / extent * half
+    parts = [f"<line x1='{mid}' y1='0' x2='{mid}' y2='{h}' stroke='#888'/>",
+             f"<text x='{mid + 3}' y='{h - 4}' font-size='10'>0 (= BP); axis ±{extent:.3g}</text>"]
+    for i, g in enumerate(rows):
+        y = 4 + i * row_h
+        gap = float(g.gap)
+        colour = "#2ca02c" if gap >= 0 else "#d62728"
+        left, width = (x(gap), mid - x(gap)) if gap < 0 else (mid, x(gap) - mid)
+        label = html.escape(f"{g.dataset}/{g.model} {g.method}")
+        parts.append(f"<text x='2' y='{y + 11}' font-size='10'>{label}</text>")
+        parts.append(f"<rect x='{left:.1f}' y='{y}' width='{max(width, 1):.1f}' height='{row_h - 4}' fill='{colour}'>"
+                     f"<title>{label}: {gap:+.4g}</title></rect>")
+        if g.ci95 == g.ci95:
+            lo, hi = x(gap - float(g.ci95)), x(gap + float(g.ci95))
+            cy = y + (row_h - 4) / 2
+            parts.append(f"<line x1='{lo:.1f}' y1='{cy}' x2='{hi:.1f}' y2='{cy}' stroke='#000'/>")
+    return f"<svg class='gaps' xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>{''.join(parts)}</svg>"
+
+
 def _load_paper(root: Path) -> dict:
     path = root / "baselines" / "paper.yaml"
     if not path.exists():
@@ -98,8 +143,12 @@ def write_site(results: Path, out_dir: Path, repo_root: Path | None = None) -> l
                 ["scale", "dataset", "model", "method", "gap", "ci95", "pairs"],
                 [[g.scale, g.dataset, g.model, g.method, float(g.gap), float(g.ci95), int(g.pairs)]
                  for _, g in gaps.iterrows()])
-        if paper.get(domain) is not None:
-            body += "<h2>Paper numbers</h2><pre>" + html.escape(json.dumps(paper[domain], indent=1, default=str)) + "</pre>"
+            body += "<h2>Gap plot</h2>" + _gap_svg(gaps)
+        paper_rows = _paper_rows(paper, domain)
+        if paper_rows:
+            body += ("<h2>Published numbers</h2><p>On the official datasets (ours above are on the datasets "
+                     "named in each row); <em>unknown</em> where we do not have the number.</p>"
+                     + _table(["cell", "method", "metric", "published", "source"], paper_rows))
         body += "<h2>Learning curves (validation, seed 0)</h2>" + _curves(records, domain)
         path = out_dir / f"{domain}.html"
         path.write_text(_page(f"dfabench: {domain}", body))

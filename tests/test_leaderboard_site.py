@@ -71,6 +71,7 @@ def test_html_site_in_headless_chromium(results: Path, tmp_path: Path):
     assert main(["leaderboard", "--results", str(results), "--html", str(site)]) == 0
     page_html = (site / "mlp.html").read_text()
     assert "0.905" in page_html and "<svg" in page_html  # bp mean over seeds, a learning curve
+    assert page_html.count("<rect") == 2 and "class='gaps'" in page_html  # dfa and shallow gap bars
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian chromium not installed")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -96,3 +97,14 @@ def test_html_site_in_headless_chromium(results: Path, tmp_path: Path):
         assert sizes and all(w > 0 for w in sizes)
         assert errors == []
         browser.close()
+
+
+def test_published_numbers_table_marks_unknown_cells():
+    from dfabench.leaderboard.html import _paper_rows
+
+    paper = {"ctr/criteo/dcn": {"source": "Table 2", "metrics": {"auc": "higher"},
+                                "bp": {"auc": 0.81036}, "dfa": "unknown"},
+             "graph/cora/gcn": "unknown"}
+    assert _paper_rows(paper, "ctr") == [["ctr/criteo/dcn", "bp", "auc", 0.81036, "Table 2"],
+                                         ["ctr/criteo/dcn", "dfa", "", "unknown", "Table 2"]]
+    assert _paper_rows(paper, "graph") == [["graph/cora/gcn", "all", "", "unknown", ""]]
