@@ -240,3 +240,15 @@ def test_methods_a_task_cannot_offer_are_skipped_with_a_reason():
     assert any("dfa-micro does not apply" in n and "'micro'" in n for n in notes)
     mlp_runs, mlp_notes = plan([MLP_SMOKE], ["fa"], "smoke", [0])
     assert [r.method for r in mlp_runs] == ["fa"] and not mlp_notes
+
+
+def test_provenance_of_a_copy_without_git_comes_from_the_environment(monkeypatch):
+    from dfabench.harness import provenance
+
+    monkeypatch.setenv("DFABENCH_GIT_COMMIT", "0123abc")
+    monkeypatch.setenv("DFABENCH_GIT_DIRTY", "0")
+    provenance.git_state.cache_clear()
+    try:
+        assert provenance.git_state() == {"commit": "0123abc", "dirty": False}
+    finally:
+        provenance.git_state.cache_clear()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import resource
 import subprocess
@@ -17,7 +18,14 @@ import dfabench
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
-    """Commit and dirty flag of the checkout dfabench runs from (None when installed from a wheel)."""
+    """Commit and dirty flag of the checkout dfabench runs from (None when installed from a wheel).
+
+    A copy of the tree without ``.git`` (shipped to a cluster or a GPU box) can carry them in
+    ``DFABENCH_GIT_COMMIT`` and ``DFABENCH_GIT_DIRTY`` (0/1), set where the checkout is.
+    """
+    if os.environ.get("DFABENCH_GIT_COMMIT"):
+        return {"commit": os.environ["DFABENCH_GIT_COMMIT"],
+                "dirty": os.environ.get("DFABENCH_GIT_DIRTY", "") not in ("", "0", "false")}
     root = Path(dfabench.__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
