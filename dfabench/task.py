@@ -65,6 +65,9 @@ class Task:
     # dataset name -> one line description; model name -> one line description
     datasets: ClassVar[dict[str, str]]
     models: ClassVar[dict[str, str]]
+    # Official datasets that need a user's path or a download: a glob selector ('graph/*/*') skips
+    # them, naming one literally ('graph/cora/*') runs it. Everything else works offline.
+    explicit_datasets: ClassVar[frozenset[str]] = frozenset()
     # Methods a model cannot be trained with (e.g. FM has no hidden layer: BP only).
     bp_only_models: ClassVar[frozenset[str]] = frozenset()
     # Tags of the feedback points this task's models carry (engine/points.py); methods that need

@@ -49,12 +49,24 @@ def all_cells() -> list[str]:
 
 
 def match_cells(selectors: list[str]) -> list[str]:
+    """Cells matching shell-style selectors. A dataset a task lists in ``explicit_datasets`` (official
+    data that needs a path or a download) is matched only when the selector names it literally, so
+    that ``'graph/*/*'`` stays the offline suite."""
     cells = all_cells()
+    tasks = all_tasks()
     chosen: list[str] = []
     for selector in selectors:
         if selector.count("/") != 2:
             raise ConfigError(f"selector {selector!r} must look like domain/dataset/model (globs allowed)")
-        hits = [c for c in cells if fnmatch.fnmatchcase(c, selector)]
+        wanted_dataset = selector.split("/")[1]
+
+        def matches(cell: str) -> bool:
+            domain, dataset, _ = cell.split("/")
+            if dataset in tasks[domain].explicit_datasets and dataset != wanted_dataset:
+                return False
+            return fnmatch.fnmatchcase(cell, selector)
+
+        hits = [c for c in cells if matches(c)]
         if not hits:
             domain = selector.split("/")[0]
             why = unavailable_tasks().get(domain)

@@ -1,0 +1,1 @@
+"""The graph task (torch-geometric): node classification and a graph autoencoder."""
