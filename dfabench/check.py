@@ -1,59 +1,111 @@
-"""The CI gate on DFA−BP gaps (issue 8), library part; the CLI wiring is still to do.
+"""The regression gate: compare fresh runs with a recorded reference and list what got worse.
 
-`reference(frame)` summarises smoke records per cell and method (mean, std, n, direction) plus the
-paired DFA−BP gap; `failures(frame, ref)` lists readable reasons to fail: a run not ok (diverged or
-failed), or a DFA−BP gap worse than the recorded gap by more than its tolerance (2 × recorded seed
-spread of the gap, floored). Metric floors (chance, mean-colour PSNR, vocabulary) are still to do.
+``reference(frame)`` summarises records per cell: each method's mean, std and n, each method's gap
+to BP paired by seed (with the spread of the paired differences), and DFA's margin over shallow.
+``failures(records, ref)`` lists readable problems, one line each:
+
+* a run that is not ok (diverged, timeout, error);
+* a method's gap to BP wider than recorded by more than its tolerance: twice the recorded spread of
+  the paired gap, never less than ``GAP_FLOOR`` (relative to the size of BP's metric);
+* DFA no longer clearly above shallow: its margin over shallow below half the recorded margin (a DFA
+  whose feedback is lost, scaled to zero, or no longer reaches the hidden layers is shallow);
+* a metric at or below its floor (every method but the shallow control): the chance level or
+  trivial baseline a task reports in a record's ``extras.floors`` (accuracy above chance, PSNR above
+  the mean-colour image, perplexity below the vocabulary size), and AUC above 0.5 wherever there is one.
 """
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable
 
 import pandas as pd
 
-from .tables import CELL, paired_gaps, summary
+from .tables import CELL, paired_gaps, records_frame, summary
 
-GAP_FLOOR = 0.02  # absolute tolerance floor: smoke runs are noisy with few seeds
+GAP_FLOOR = 0.02  # smoke runs are noisy with few seeds: never a tolerance below 2% of BP's metric
+SHALLOW_MARGIN_KEPT = 0.5  # DFA must keep at least half of its recorded margin over shallow
 
 
 def _key(row) -> str:
     return f"{row['domain']}/{row['dataset']}/{row['model']}"
 
 
-def reference(frame: pd.DataFrame) -> dict:
-    out: dict = {}
+def _paired(frame: pd.DataFrame, cell: pd.Series, method: str, base: str) -> pd.Series:
+    rows = frame[(frame.status == "ok") & (frame[CELL] == cell[CELL]).all(axis=1)]
+    b = rows[rows.method == base].set_index("seed")["value"]
+    return (rows[rows.method == method].set_index("seed")["value"] - b).dropna()
+
+
+def reference(frame: pd.DataFrame) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for _, r in summary(frame).iterrows():
-        cell = out.setdefault(_key(r), {"metric": r["metric"], "higher_is_better": bool(r["higher_is_better"]),
+        cell = out.setdefault(_key(r), {"scale": r["scale"], "metric": r["metric"],
+                                        "higher_is_better": bool(r["higher_is_better"]),
                                         "methods": {}, "gaps": {}})
-        cell["methods"][r["method"]] = {"mean": float(r["mean"]), "std": float(r["std"]) if r["std"] == r["std"] else 0.0,
-                                        "n": int(r["n"])}
-    gaps = paired_gaps(frame)
-    ok = frame[frame.status == "ok"]
-    for _, g in gaps.iterrows():
-        cell_rows = ok[(ok[CELL] == g[CELL]).all(axis=1)]
-        base = cell_rows[cell_rows.method == "bp"].set_index("seed")["value"]
-        diff = (cell_rows[cell_rows.method == g["method"]].set_index("seed")["value"] - base).dropna()
-        spread = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-        out[_key(g)]["gaps"][g["method"]] = {"gap": float(g["gap"]), "std": spread, "pairs": int(g["pairs"])}
+        cell["methods"][r["method"]] = {"mean": float(r["mean"]), "n": int(r["n"]),
+                                        "std": float(r["std"]) if r["std"] == r["std"] else 0.0}
+    for _, g in paired_gaps(frame).iterrows():
+        diff = _paired(frame, g, g["method"], "bp")
+        out[_key(g)]["gaps"][g["method"]] = {"gap": float(g["gap"]), "pairs": int(g["pairs"]),
+                                             "std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0}
+    for cell in out.values():
+        methods, sign = cell["methods"], 1.0 if cell["higher_is_better"] else -1.0
+        if "dfa" in methods and "shallow" in methods:
+            cell["dfa_over_shallow"] = sign * (methods["dfa"]["mean"] - methods["shallow"]["mean"])
     return out
 
 
-def failures(frame: pd.DataFrame, ref: dict, methods=("dfa",)) -> list[str]:
-    problems = [f"{_key(r)} {r['method']} seed {r['seed']}: run {r['status']}"
-                for _, r in frame[frame.status != "ok"].iterrows()]
-    now = reference(frame)
-    for cell, recorded in ref.items():
-        if cell not in now:
-            problems.append(f"{cell}: no records")
+def failures(records: Iterable[dict], ref: dict[str, Any]) -> list[str]:
+    records = [r for r in records if f"{r['domain']}/{r['dataset']}/{r['model']}" in ref]
+    problems = [f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed {r['seed']}: run {r['status']}"
+                + (f" ({r['error']})" if r.get("error") else "") for r in records if r["status"] != "ok"]
+    problems += _floor_failures(records)
+    now = reference(records_frame(records)) if records else {}
+    for cell, recorded in sorted(ref.items()):
+        current = now.get(cell)
+        if current is None:
+            problems.append(f"{cell}: no ok records to check")
             continue
         sign = 1.0 if recorded["higher_is_better"] else -1.0
-        for method in methods:
-            old, new = recorded["gaps"].get(method), now[cell]["gaps"].get(method)
-            if old is None or new is None or math.isnan(new["gap"]):
+        bp_size = max(1.0, abs(recorded["methods"].get("bp", {}).get("mean", 1.0)))
+        for method, old in sorted(recorded["gaps"].items()):
+            new = current["gaps"].get(method)
+            if new is None or math.isnan(new["gap"]):
                 continue
-            tolerance = max(2.0 * old["std"], GAP_FLOOR * max(1.0, abs(recorded["methods"]["bp"]["mean"])))
-            widened = sign * (old["gap"] - new["gap"])  # > 0: method fell further behind BP
+            tolerance = max(2.0 * old["std"], GAP_FLOOR * bp_size)
+            widened = sign * (old["gap"] - new["gap"])  # > 0: the method fell further behind BP
             if widened > tolerance:
-                problems.append(f"{cell}: {method}−bp gap {new['gap']:+.4g} vs recorded {old['gap']:+.4g}"
-                                f" (widened by {widened:.3g} > tolerance {tolerance:.3g})")
+                problems.append(f"{cell}: {method}−bp gap {new['gap']:+.4g}, recorded {old['gap']:+.4g}: "
+                                f"widened by {widened:.3g} > tolerance {tolerance:.3g}")
+        margin, old_margin = current.get("dfa_over_shallow"), recorded.get("dfa_over_shallow")
+        if margin is not None and old_margin is not None and old_margin > 0 \
+                and margin < SHALLOW_MARGIN_KEPT * old_margin:
+            problems.append(f"{cell}: dfa is {margin:+.4g} over shallow, recorded {old_margin:+.4g}: "
+                            f"below {SHALLOW_MARGIN_KEPT:g} of it (is the feedback reaching the hidden layers?)")
     return problems
+
+
+def _floor_failures(records: list[dict]) -> list[str]:
+    problems = []
+    for r in records:
+        if r["status"] != "ok" or r["method"] == "shallow":  # the control is allowed to be trivial
+            continue
+        test = (r.get("metrics") or {}).get("test") or {}
+        floors = dict(((r.get("extras") or {}).get("floors") or {}))
+        if "auc" in test:
+            floors.setdefault("auc", {"value": 0.5, "what": "a random ranking", "higher_is_better": True})
+        for metric, floor in floors.items():
+            value = test.get(metric)
+            if value is None:
+                continue
+            higher = floor.get("higher_is_better", True)
+            if (value <= floor["value"]) if higher else (value >= floor["value"]):
+                problems.append(f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed {r['seed']}: "
+                                f"{metric} {value:.4g} is {'not above' if higher else 'not below'} "
+                                f"{floor['what']} ({floor['value']:.4g})")
+    return problems
+
+
+def floor(value: float, what: str, higher_is_better: bool = True) -> dict[str, Any]:
+    """What a task puts in ``extras['floors'][metric]``: the trivial level its metric must beat."""
+    return {"value": float(value), "what": what, "higher_is_better": higher_is_better}

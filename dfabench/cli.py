@@ -200,21 +200,35 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """`dfabench check --scale S --results DIR`: exit 1 with one line per problem, 0 when clean."""
+    """`dfabench check --scale S`: run what the reference covers and is missing, then exit 1 with one
+    line per problem (0 when clean)."""
     import json
 
     from .check import failures
-    from .tables import load
+    from .harness.executor import pending, run_local
+    from .harness.plan import plan
+    from .harness.store import iter_records
 
     ref_path = Path(args.baselines) / args.scale / "reference.json"
     if not ref_path.exists():
         raise ConfigError(f"no reference at {ref_path}; run `dfabench baseline record --scale {args.scale}`")
-    frame = load(Path(args.results))
-    frame = frame[frame.scale == args.scale]
-    problems = failures(frame, json.loads(ref_path.read_text()))
+    ref = json.loads(ref_path.read_text())
+    results = Path(args.results)
+    if not args.no_run:
+        for cell, entry in sorted(ref.items()):
+            methods = sorted(entry["methods"])
+            seeds = max(m["n"] for m in entry["methods"].values())
+            runs, _ = plan([cell], methods, args.scale, list(range(seeds)))
+            todo = pending(runs, results)
+            if todo:
+                print(f"check: running {len(todo)} missing {args.scale} runs of {cell}", file=sys.stderr)
+                run_local(todo, results, "cpu")
+    records = [r for r in iter_records(results) if r.get("scale") == args.scale]
+    problems = failures(records, ref)
     for line in problems:
         print(f"FAIL {line}")
-    print(f"check: {len(problems)} problem(s)" if problems else "check: ok")
+    print(f"check: {len(problems)} problem(s) against {ref_path}" if problems
+          else f"check: ok ({len(ref)} cells against {ref_path})")
     return 1 if problems else 0
 
 
@@ -278,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="smoke")
     p.add_argument("--results", default="results")
     p.add_argument("--baselines", default="baselines")
+    p.add_argument("--no-run", action="store_true", help="only read the records; do not run missing ones")
     p.set_defaults(func=cmd_check)
     return parser
 

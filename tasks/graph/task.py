@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch_geometric.data import Data
 
+from dfabench.check import floor
 from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_fingerprint
 
 from . import data as graphs
@@ -160,3 +161,8 @@ class GraphTask(Task):
     def fingerprint(self, data: GraphData) -> str:
         g = data.graph
         return tensor_fingerprint(g.x, g.edge_index, g.y)
+
+    def extras(self, model, data: GraphData, hp: GraphHParams, run_dir):
+        if hp.objective == "links":
+            return {}  # the gate's AUC floor of 0.5 applies to every AUC
+        return {"floors": {"accuracy": floor(1.0 / data.classes, "chance")}}

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from dfabench.check import floor
 from dfabench.data.images import load_images
 from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
 
@@ -131,3 +132,6 @@ class MLPTask(Task):
 
     def fingerprint(self, data: ImageData) -> str:
         return f"{data.source}:" + tensor_fingerprint(data.train[0], data.train[1], data.test[1])
+
+    def extras(self, model, data: ImageData, hp, run_dir):
+        return {"floors": {"accuracy": floor(1.0 / data.classes, "chance")}}
