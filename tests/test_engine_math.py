@@ -355,3 +355,20 @@ def test_alignment_does_not_change_the_model(batch):
     assert all(p.grad is None for p in model.parameters())
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_a_cut_marker_stops_dfa_and_shallow_but_not_bp(batch):
+    from dfabench.engine import FeedbackCut
+
+    x, target = batch
+    grads = {}
+    for name in ("bp", "dfa", "shallow"):
+        torch.manual_seed(0)
+        embed = nn.Linear(5, 5)
+        model = nn.Sequential(embed, FeedbackCut(), nn.Linear(5, 4), nn.Tanh(), FeedbackPoint(), nn.Linear(4, 2))
+        method = create(name)
+        method.prepare(model, lambda: model(x), seed=0)
+        method.backward(model(x), lambda out: ((out - target) ** 2).mean())
+        grads[name] = embed.weight.grad
+    assert grads["bp"] is not None and torch.count_nonzero(grads["bp"]) > 0
+    assert grads["dfa"] is None and grads["shallow"] is None  # nothing reaches below the cut

@@ -1,9 +1,10 @@
 """The credit-assignment engine: feedback markers, the router and the feedback matrices."""
 from .feedback import FeedbackMatrices, FeedbackOptions
-from .points import FeedbackOutput, FeedbackPoint, feedback_outputs, feedback_points
+from .points import FeedbackCut, FeedbackOutput, FeedbackPoint, feedback_outputs, feedback_points
 from .router import Router
 
 __all__ = [
+    "FeedbackCut",
     "FeedbackMatrices",
     "FeedbackOptions",
     "FeedbackOutput",

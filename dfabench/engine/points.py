@@ -8,6 +8,8 @@ A model is written once and never knows which method trains it. It places:
   "macro" points at block outputs carry the default tag, its extra "micro" points tag "micro"); a
   method acts on the points whose tag it selects (``method_options: {tags: [...]}``) and leaves the
   others as the identity.
+* ``FeedbackCut()`` (optional) where a graph-cutting method must also cut without delivering a
+  signal (the paper's DeepFM detaches its MLP's input under DFA).
 * ``FeedbackOutput(batch_dims=k)`` (optional) on the tensor at which the global error
   ``e = dL/d(output)`` is taken, when that is not simply what ``model(...)`` returns (NeRF's raw
   (rgb, sigma) before volume rendering, a GAE's node embeddings before the decoder). ``batch_dims``
@@ -77,6 +79,21 @@ class FeedbackOutput(_Marker):
 
     def extra_repr(self) -> str:
         return f"batch_dims={self.batch_dims}, group={self.group!r}"
+
+
+class FeedbackCut(_Marker):
+    """Where methods that cut the graph (dfa, shallow) also cut, without delivering a signal there.
+
+    Identity under BP. The paper's DeepFM detaches the MLP's input under DFA, so that the shared
+    embeddings learn through the FM part only and not from the MLP's feedback."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        router = self._router
+        return x if router is None else router.at_cut(self, x)
+
+
+def feedback_cuts(model: nn.Module) -> list[FeedbackCut]:
+    return [m for m in model.modules() if isinstance(m, FeedbackCut)]
 
 
 def feedback_points(model: nn.Module) -> list[FeedbackPoint]:

@@ -22,7 +22,7 @@ from math import prod
 import torch
 from torch import nn
 
-from .points import FeedbackOutput, FeedbackPoint, feedback_outputs, feedback_points
+from .points import FeedbackCut, FeedbackOutput, FeedbackPoint, feedback_cuts, feedback_outputs, feedback_points
 
 
 @dataclass
@@ -45,16 +45,17 @@ class Router:
         self.points = feedback_points(model)
         self.tags = tags  # None: every point is active; else only points with these tags
         self.outputs = feedback_outputs(model)
+        self.cuts = feedback_cuts(model)
         self.mode = mode
         self.record = record
         self.recorded_points: list[tuple[FeedbackPoint, torch.Tensor]] = []
         self.recorded_outputs: list[OutputRecord] = []
         self.discovery = Discovery()
-        for marker in [*self.points, *self.outputs]:
+        for marker in [*self.points, *self.outputs, *self.cuts]:
             marker.attach(self)
 
     def detach_from(self) -> None:
-        for marker in [*self.points, *self.outputs]:
+        for marker in [*self.points, *self.outputs, *self.cuts]:
             marker.attach(None)
 
     def clear(self) -> None:
@@ -73,6 +74,9 @@ class Router:
         if self.record:
             self.recorded_points.append((point, x))
         return x.detach() if self.mode == "cut" else x
+
+    def at_cut(self, marker: FeedbackCut, x: torch.Tensor) -> torch.Tensor:
+        return x.detach() if self.mode == "cut" and torch.is_grad_enabled() else x
 
     def at_output(self, marker: FeedbackOutput, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "discover":
