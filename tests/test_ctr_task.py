@@ -1,0 +1,129 @@
+"""The ctr task: Criteo's file format, MovieLens's atomic files, the synthetic logs, and the models' feedback."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dfabench.harness.plan import match_cells, plan
+from dfabench.harness.runner import run_one
+from dfabench.methods import create
+from dfabench.tasks.ctr import data as logs
+from dfabench.tasks.ctr.models import MODELS, fm_interaction
+
+
+def write_criteo(path, rows=60, seed=0):
+    """Kaggle's train.txt: label, 13 integers, 26 hex categorical values; tab-separated, gaps for missing."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(rows):
+        ints = ["" if rng.random() < 0.2 else str(int(rng.integers(0, 200))) for _ in range(13)]
+        cats = ["" if rng.random() < 0.1 else f"{int(rng.integers(0, 3 if j < 13 else 50)):08x}" for j in range(26)]
+        lines.append("\t".join([str(int(rng.random() < 0.3)), *ints, *cats]))
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def test_integer_buckets_follow_the_criteo_rule():
+    import pandas as pd
+
+    out = logs.bucket_integer(pd.Series(["", "0", "2", "3", "100"]))
+    assert out.tolist() == ["nan", "0", "2", str(int(np.log(3) ** 2)), str(int(np.log(100) ** 2))]
+
+
+def test_criteo_reader_streams_encodes_and_caches(tmp_path):
+    source = tmp_path / "train.txt"
+    lines = write_criteo(source)
+    encoded = logs.criteo(str(source), min_count=3, chunk_rows=7)  # many chunks: the streaming path
+    assert encoded.x.shape == (60, 39) and encoded.y.tolist() == [float(line.split("\t")[0]) for line in lines]
+    # a value gets an index when seen at least min_count=3 times in the whole file, else 0 (OOV)
+    from collections import Counter
+
+    c20 = encoded.fields.index("C20")
+    raw = [line.split("\t")[1 + 13 + 19] or "nan" for line in lines]
+    seen = Counter(raw)
+    assert [(seen[v] >= 3) for v in raw] == (np.asarray(encoded.x)[:, c20] > 0).tolist()
+    assert 0 < (np.asarray(encoded.x)[:, c20] == 0).sum() < 60
+    assert all(np.asarray(encoded.x)[:, j].max() < d for j, d in enumerate(encoded.field_dims))
+    cache = tmp_path / "train.txt.dfabench-3"
+    assert (cache / "done").exists()
+    source.write_text("garbage")  # a second load reads the cache, not the file
+    again = logs.criteo(str(source), min_count=3)
+    assert np.array_equal(np.asarray(again.x), np.asarray(encoded.x)) and again.field_dims == encoded.field_dims
+
+
+def test_split_is_80_10_10_disjoint_and_fixed():
+    a = logs.split(1000, seed=0)
+    b = logs.split(1000, seed=0)
+    assert [len(p) for p in a] == [800, 100, 100]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert len(np.unique(np.concatenate(a))) == 1000
+
+
+def test_movielens_reads_recbole_atomic_files(tmp_path):
+    (tmp_path / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t5\t1\n1\t11\t2\t2\n2\t10\t4\t3\n")
+    (tmp_path / "ml-100k.user").write_text(
+        "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n1\t24\tM\tx\t1\n2\t53\tF\ty\t2\n")
+    (tmp_path / "ml-100k.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "10\tA\t1995\tComedy Drama\n11\tB\t1990\tAction\n")
+    encoded = logs.movielens(tmp_path)
+    assert encoded.y.tolist() == [1.0, 0.0, 1.0]  # rating >= 4 is a click
+    assert encoded.fields == ["user_id", "item_id", "age", "gender", "occupation", "release_year", "genre"]
+    genre = encoded.fields.index("genre")
+    assert encoded.x[0, genre] == encoded.x[2, genre] != encoded.x[1, genre]  # first genre: Comedy, Comedy, Action
+
+
+def test_synthetic_logs_are_deterministic_with_the_base_rate():
+    a, b = logs.synthetic(20_000, seed=4), logs.synthetic(20_000, seed=4)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    assert a.x.shape == (20_000, 39) and abs(float(a.y.mean()) - 0.25) < 0.015
+    assert max(a.field_dims) > 20 * min(a.field_dims)  # power-law vocabularies of very different sizes
+
+
+def test_fm_interaction_is_the_sum_over_pairs():
+    e = torch.randn(2, 4, 3)
+    pairs = sum((e[:, i] * e[:, j]).sum(1) for i in range(4) for j in range(i + 1, 4))
+    assert torch.allclose(fm_interaction(e), pairs, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["deepfm", "dcn", "autoint", "afn", "dcnv2"])
+def test_dfa_reaches_hidden_layers_with_other_gradients_than_bp(name):
+    dims = [5, 7, 3, 4]
+    x = torch.stack([torch.randint(0, d, (16,)) for d in dims], 1)
+    y = (torch.rand(16) < 0.5).float()
+    grads = {}
+    for method_name in ("bp", "dfa", "shallow"):
+        torch.manual_seed(0)
+        model = MODELS[name](dims, dim=4, hidden=[8, 8], log_neurons=4, dropout=0.0)
+        model.train()
+        method = create(method_name)
+        method.prepare(model, lambda: model(x), seed=0)
+        method.backward(model(x), lambda out: torch.nn.functional.binary_cross_entropy_with_logits(out, y))
+        grads[method_name] = {n: p.grad for n, p in model.named_parameters()}
+    first_hidden = next(n for n in grads["bp"] if n.startswith("mlp.0.weight"))
+    assert torch.count_nonzero(grads["dfa"][first_hidden]) > 0
+    assert not torch.allclose(grads["dfa"][first_hidden], grads["bp"][first_hidden])
+    assert grads["shallow"][first_hidden] is None or torch.count_nonzero(grads["shallow"][first_hidden]) == 0
+    if name == "deepfm":  # the MLP's input is cut under DFA: the embeddings learn through FM only
+        assert not torch.allclose(grads["dfa"]["embed.embedding.weight"], grads["bp"]["embed.embedding.weight"])
+
+
+def test_bp_only_models_and_official_data_are_explained(tmp_path):
+    runs, notes = plan(["ctr/movielens/lr", "ctr/movielens/fm"], ["bp", "dfa"], "smoke", [0])
+    assert [r.method for r in runs] == ["bp", "bp"]
+    assert any("fm has no hidden layer" in n for n in notes)
+    assert not any("criteo" in c for c in match_cells(["ctr/*/*"]))
+    criteo_runs, _ = plan(["ctr/criteo/deepfm"], ["bp"], "smoke", [0])
+    record = run_one(criteo_runs[0], tmp_path)
+    assert record["status"] == "error" and "set path" in record["error"]
+
+
+def test_smoke_run_on_a_written_criteo_file(tmp_path):
+    source = tmp_path / "train.txt"
+    write_criteo(source, rows=400)
+    runs, _ = plan(["ctr/criteo/deepfm"], ["dfa"], "smoke", [0], overrides={"path": str(source), "min_count": 2})
+    record = run_one(runs[0], tmp_path / "results")
+    assert record["status"] == "ok" and 0.0 <= record["metrics"]["test"]["auc"] <= 1.0
+    assert record["extras"]["samples_per_s"] > 0 and 0 <= record["extras"]["batching_share"] < 1
