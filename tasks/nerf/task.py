@@ -82,6 +82,7 @@ class NeRFTask(Task):
     HParams = NeRFHParams
     metrics = (Metric("psnr", True), Metric("ssim", True))
     primary_metric = "psnr"
+    capabilities = frozenset({"layerwise"})  # Linear layers only
     datasets = {
         "blobs": "procedural: three coloured soft spheres on white (easy), Blender layout, cached",
         "slab": "procedural: thin box with checker/stripe texture on white (harder), Blender layout, cached",

