@@ -240,3 +240,22 @@ def test_drtp_recovers_the_target_when_a_prediction_is_float32_exact():
     target = recover_target(logits.detach(), logits.grad, 1, 1e-3)
     torch.testing.assert_close(target[3:], F.one_hot(labels[3:], 4).float() / 13)
     assert float(target[:3].abs().sum()) == 0.0
+
+
+def test_drtp_recovers_the_target_when_the_mean_spans_masked_and_saturated_rows():
+    from dfabench.methods.drtp import recover_target
+
+    # a node classifier's loss: the mean over 10 training rows of 50; row 3 is saturated in float32
+    z = torch.randn(50, 7, dtype=torch.float32)
+    z[3] = torch.tensor([200.0, 0, 0, 0, 0, 0, 0])
+    z.requires_grad_(True)
+    y = torch.randint(1, 7, (50,))
+    y[3] = 0
+    train = torch.zeros(50, dtype=torch.bool)
+    train[:10] = True
+    F.cross_entropy(z[train], y[train]).backward()
+    target = recover_target(z.detach(), z.grad, 1, 1e-3)
+    expected = F.one_hot(y, 7).float() / 10
+    expected[~train] = 0
+    expected[3] = 0  # no error left, no signal: it is predicted exactly
+    assert torch.allclose(target, expected)

@@ -43,8 +43,12 @@ def recover_target(logits: torch.Tensor, error: torch.Tensor, batch_dims: int, t
     e = error.reshape(-1, features).to(torch.float64)
     everyone = torch.ones(len(e), dtype=torch.bool)
     active = e.abs().sum(1) > 0  # ignore_index rows have no error (nor has a float32-exact prediction)
-    # (rows, N): mean over all rows; mean over the rows with an error (ignore_index); sum
-    for rows, n in ((everyone, len(e)), (active, int(active.sum())), (everyone, 1)):
+    # N from the error itself: off-target entries are e_j = p_j / N (> 0). Needed when rows inside the
+    # mean have an error of exactly zero (a float32-saturated prediction) or outside it (masked rows).
+    positive = e > 0
+    n_est = int(torch.round(torch.median(torch.softmax(z, dim=1)[positive] / e[positive]))) if positive.any() else 0
+    # (rows, N): mean over all rows; mean over the rows with an error (ignore_index); estimated N; sum
+    for rows, n in ((everyone, len(e)), (active, int(active.sum())), (active, n_est), (everyone, 1)):
         if n == 0:
             continue
         target = torch.softmax(z[rows], dim=1) - n * e[rows]
