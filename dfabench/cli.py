@@ -143,8 +143,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from .tables import load, render
+    from .tables import load, render, write_tables
 
+    if args.write:
+        for path in write_tables(Path(args.results)):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
     frame = load(Path(args.results))
     if args.scale:
         frame = frame[frame.scale == args.scale]
@@ -274,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument("--scale", help="only this scale")
     p.add_argument("--domain", help="only this domain")
+    p.add_argument("--write", action="store_true", help="write RESULTS/tables/<domain>.md and .tex instead of printing")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("leaderboard", help="static HTML site (--html DIR) and/or W&B tables (--wandb) from the records")

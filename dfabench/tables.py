@@ -133,3 +133,19 @@ def render(frame: pd.DataFrame, fmt: str = "md") -> str:
         return latex.to_latex(index=False)
     return table.to_markdown(index=False) + "\n\nmean ± unbiased std over seeds (n); gap = method − bp paired " \
                                             "by seed, ± 95% t-interval half-width; best in bold.\n"
+
+
+def write_tables(results: Path, out_dir: Path | None = None) -> list[Path]:
+    """One markdown and one LaTeX table per domain of the records under ``results``, into
+    ``results/tables/`` (what the README quotes; a test checks they match the records)."""
+    frame = load(Path(results))
+    out_dir = Path(out_dir) if out_dir is not None else Path(results) / "tables"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for domain in sorted(frame.domain.unique()):
+        part = frame[frame.domain == domain]
+        for fmt, suffix in (("md", "md"), ("latex", "tex")):
+            path = out_dir / f"{domain}.{suffix}"
+            path.write_text(render(part, fmt))
+            written.append(path)
+    return written
