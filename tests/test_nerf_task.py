@@ -12,7 +12,7 @@ from dfabench.engine.points import FeedbackOutput, FeedbackPoint
 from dfabench.methods import create
 from dfabench.tasks.nerf.data import load_blender, load_llff, orbit_pose, write_procedural
 from dfabench.tasks.nerf.models import NeRF
-from dfabench.tasks.nerf.task import comparison_image
+from dfabench.tasks.nerf.task import comparison_image, comparison_images
 
 
 def test_blender_layout_round_trip(tmp_path):
@@ -116,6 +116,24 @@ def test_comparison_image(tmp_path):
     assert img.shape == (5, 16, 3) and img[0, 0, 0] == 255 and img[0, 4, 0] == 0 and img[0, 8, 0] == 50
 
 
+def test_comparison_images_from_records(tmp_path):
+    """One side-by-side per (dataset, model, seed), built from the records' renders_dir; others skipped."""
+    (tmp_path / "runs").mkdir()
+    for k, m in enumerate(("shallow", "bp")):  # written out of order: the image still reads gt|bp|shallow
+        renders = tmp_path / "artifacts" / m / "renders"
+        renders.mkdir(parents=True)
+        Image.fromarray(np.full((3, 2, 3), 100 * k, np.uint8)).save(renders / "test_000.png")
+        Image.fromarray(np.full((3, 2, 3), 255, np.uint8)).save(renders / "gt_000.png")
+        record = {"domain": "nerf", "status": "ok", "dataset": "blobs", "model": "nerf", "seed": 1, "method": m,
+                  "extras": {"renders_dir": str(renders)}}
+        (tmp_path / "runs" / f"{m}.json").write_text(json.dumps(record))
+    (tmp_path / "runs" / "other.json").write_text(json.dumps({"domain": "mlp", "status": "ok", "extras": {}}))
+    outs = comparison_images(tmp_path)
+    assert outs == [tmp_path / "nerf" / "blobs_nerf_seed1.png"]
+    img = np.asarray(Image.open(outs[0]))
+    assert img.shape == (3, 6, 3) and img[0, 0, 0] == 255 and img[0, 2, 0] == 100 and img[0, 4, 0] == 0
+
+
 def test_smoke_run_end_to_end(tmp_path):
     from dfabench.task import all_tasks
 
@@ -135,3 +153,16 @@ def test_smoke_run_end_to_end(tmp_path):
     assert set(metrics) == {"psnr", "ssim"} and 0 < metrics["psnr"] < 60
     assert len(extras["test_psnr_per_view"]) == 1 and extras["mean_colour_baseline_psnr"] > 0
     assert (tmp_path / "run" / "renders" / "test_000.png").exists()
+
+
+def test_concurrent_runs_render_a_procedural_scene_once(tmp_path):
+    """Several workers on one machine write the same cached scene at once; every one must succeed."""
+    import subprocess
+    import sys
+
+    code = ("from dfabench.tasks.nerf.data import write_procedural; "
+            f"write_procedural({str(tmp_path)!r}, 'blobs', 8, 0, n_train=3, n_val=1, n_test=1)")
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(4)]
+    assert [p.wait() for p in procs] == [0, 0, 0, 0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs_8_s0"]
+    assert len(list((tmp_path / "blobs_8_s0" / "train").glob("*.png"))) == 3

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +83,10 @@ def write_procedural(root: Path, name: str, res: int, seed: int, n_train=40, n_v
     rng = np.random.default_rng(seed)
     cam_angle = 0.69  # ~40 degrees, as in the Blender scenes
     focal = 0.5 * res / math.tan(0.5 * cam_angle)
-    tmp = out.with_suffix(".tmp"); tmp.mkdir(parents=True, exist_ok=True)
+    # A private scratch folder per process, renamed into place: concurrent runs (several workers on
+    # one machine) never read a half-written scene; the loser of the race drops its copy.
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         (tmp / split).mkdir(exist_ok=True)
         frames = []
@@ -93,7 +98,10 @@ def write_procedural(root: Path, name: str, res: int, seed: int, n_train=40, n_v
             Image.fromarray((img.clip(0, 1) * 255).round().astype(np.uint8), "RGBA").save(tmp / split / f"r_{k}.png")
             frames.append({"file_path": f"./{split}/r_{k}", "transform_matrix": c2w.tolist()})
         (tmp / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": cam_angle, "frames": frames}))
-    os.replace(tmp, out) if not out.exists() else None
+    try:
+        os.rename(tmp, out)
+    except OSError:  # another process finished first: its scene is identical (same seed)
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
