@@ -139,3 +139,11 @@ def test_gae_scores_are_inner_products():
     edges = torch.tensor([[0, 1], [1, 2]])
     assert torch.allclose(GAE.score(z, edges), torch.tensor([0.5, 2.0]))
 
+
+
+def test_gae_runs_are_reproducible_from_the_seed(tmp_path):
+    # negative sampling draws from Python's `random`: the runner must seed it too
+    runs, _ = plan(["graph/csbm/gae"], ["dfa"], "smoke", [1], overrides={"epochs": 10})
+    first = run_one(runs[0], tmp_path / "a")["metrics"]
+    second = run_one(runs[0], tmp_path / "b")["metrics"]
+    assert first == second

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 import time
 import traceback
 from contextlib import nullcontext
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .. import alignment
@@ -92,7 +94,11 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
 def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, state: dict[str, Any], progress,
            on_eval) -> None:
     hp = run.hparams
+    # Every global generator a library may draw from (torch_geometric's negative sampling uses
+    # Python's `random`), so that the same seed gives the same metrics.
     torch.manual_seed(run.seed)
+    random.seed(run.seed)
+    np.random.seed(run.seed)
     generator = torch.Generator().manual_seed(run.seed)
     data = task.load_data(run.dataset, hp, run.seed, run.scale, device)
     state["fingerprint"] = task.fingerprint(data)

@@ -15,7 +15,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+# Imported here, not on first use: a first import may draw from Python's `random`, which would make a
+# run's negative samples depend on what ran before it in the same process.
+from sklearn.metrics import average_precision_score, roc_auc_score
 from torch_geometric.data import Data
+from torch_geometric.transforms import RandomLinkSplit
+from torch_geometric.utils import negative_sampling
 
 from dfabench.check import floor
 from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_fingerprint
@@ -109,8 +114,6 @@ class GraphTask(Task):
         classes = int(graph.y.max()) + 1
         if hp.objective == "nodes":
             return GraphData(graph.to(device), classes)
-        from torch_geometric.transforms import RandomLinkSplit
-
         split = RandomLinkSplit(num_val=hp.val_edges, num_test=hp.test_edges, is_undirected=True,
                                 add_negative_train_samples=False)
         with torch.random.fork_rng():  # the split draws from the global generator: pin it to the seed
@@ -135,8 +138,6 @@ class GraphTask(Task):
     def loss(self, output, batch, model, hp: GraphHParams):
         if hp.objective == "nodes":
             return F.cross_entropy(output[batch.train_mask], batch.y[batch.train_mask])
-        from torch_geometric.utils import negative_sampling
-
         positive = batch.edge_label_index
         negative = negative_sampling(batch.edge_index, num_nodes=batch.num_nodes, num_neg_samples=positive.size(1))
         pos_logits, neg_logits = GAE.score(output, positive), GAE.score(output, negative)
@@ -146,8 +147,6 @@ class GraphTask(Task):
     def evaluate(self, model, data: GraphData, split, hp: GraphHParams):
         g = data.graph
         if hp.objective == "links":
-            from sklearn.metrics import average_precision_score, roc_auc_score
-
             edges, labels = data.links[split]
             logits = GAE.score(model(g), edges)
             y, p = labels.cpu().numpy(), torch.sigmoid(logits).cpu().numpy()
