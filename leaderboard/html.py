@@ -13,7 +13,8 @@ from dfabench.harness.store import iter_records
 from dfabench.tables import paired_gaps, records_frame, summary
 
 _STYLE = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}
-th,td{border:1px solid #ccc;padding:4px 8px}th{cursor:pointer;background:#eee}svg{border:1px solid #ddd}"""
+th,td{border:1px solid #ccc;padding:4px 8px}th{cursor:pointer;background:#eee}svg{border:1px solid #ddd}
+img.pixelated{image-rendering:pixelated;height:auto}"""
 
 # Click a header to sort that table by the column (numbers numerically), click again to reverse.
 _SORT_JS = """document.querySelectorAll('table.sortable th').forEach(function(th, col){
@@ -149,6 +150,7 @@ def write_site(results: Path, out_dir: Path, repo_root: Path | None = None) -> l
             body += ("<h2>Published numbers</h2><p>On the official datasets (ours above are on the datasets "
                      "named in each row); <em>unknown</em> where we do not have the number.</p>"
                      + _table(["cell", "method", "metric", "published", "source"], paper_rows))
+        body += _images(Path(results) / domain)
         body += "<h2>Learning curves (validation, seed 0)</h2>" + _curves(records, domain)
         path = out_dir / f"{domain}.html"
         path.write_text(_page(f"dfabench: {domain}", body))
@@ -157,6 +159,21 @@ def write_site(results: Path, out_dir: Path, repo_root: Path | None = None) -> l
     index = out_dir / "index.html"
     index.write_text(_page("dfabench leaderboard", f"<ul>{links or '<li>no records yet</li>'}</ul>"))
     return [index] + written
+
+
+def _images(folder: Path) -> str:
+    """Images a domain saved beside the records (NeRF: ground truth | BP | DFA | shallow), inlined so
+    that the site stays one self-contained folder."""
+    import base64
+
+    pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if not pngs:
+        return ""
+    figures = "".join(
+        f"<figure><img class='pixelated' alt='{html.escape(p.stem)}' width='512' "
+        f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
+        f"<figcaption>{html.escape(p.stem)}: ground truth | BP | DFA | shallow</figcaption></figure>" for p in pngs)
+    return "<h2>Test views</h2>" + figures
 
 
 def _curves(records: list[dict], domain: str) -> str:

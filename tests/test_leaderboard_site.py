@@ -67,6 +67,10 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def test_html_site_in_headless_chromium(results: Path, tmp_path: Path):
+    from PIL import Image
+
+    (results / "mlp").mkdir()  # an image a task saved beside the records (NeRF's comparison strips)
+    Image.new("RGB", (40, 10), (200, 30, 30)).save(results / "mlp" / "digits_seed0.png")
     site = tmp_path / "site"
     assert main(["leaderboard", "--results", str(results), "--html", str(site)]) == 0
     page_html = (site / "mlp.html").read_text()
@@ -95,6 +99,8 @@ def test_html_site_in_headless_chromium(results: Path, tmp_path: Path):
         assert methods() == ["bp", "dfa", "shallow"]
         sizes = page.eval_on_selector_all("svg", "els => els.map(e => e.getBoundingClientRect().width)")
         assert sizes and all(w > 0 for w in sizes)
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        assert images == [[True, 40]]  # decoded from the inlined PNG
         assert errors == []
         browser.close()
 
