@@ -146,7 +146,12 @@ def cmd_table(args: argparse.Namespace) -> int:
     from .tables import load, render, write_tables
 
     if args.write:
-        for path in write_tables(Path(args.results)):
+        from .task import all_tasks
+
+        written = write_tables(Path(args.results))
+        for task in all_tasks().values():
+            written += task.figures(Path(args.results))
+        for path in written:
             print(f"wrote {path}", file=sys.stderr)
         return 0
     frame = load(Path(args.results))

@@ -146,6 +146,11 @@ class Task:
         """A short content hash of the data actually used (provenance)."""
         return "unknown"
 
+    def figures(self, results: Path) -> list[Path]:
+        """Figures assembled from several runs' artifacts (NeRF's side-by-sides), written under
+        ``results/<domain>/``; called by ``dfabench table --write``."""
+        return []
+
     def extras(self, model: nn.Module, data: Any, hp: TrainHParams, run_dir: Path) -> dict[str, Any]:
         """Optional task-specific additions to the record (baselines, per-view values...)."""
         return {}

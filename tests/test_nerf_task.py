@@ -117,15 +117,15 @@ def test_comparison_image(tmp_path):
 
 
 def test_comparison_images_from_records(tmp_path):
-    """One side-by-side per (dataset, model, seed), built from the records' renders_dir; others skipped."""
+    """One side-by-side per (dataset, model, seed), built from the runs' renders under artifacts/<id>/."""
     (tmp_path / "runs").mkdir()
     for k, m in enumerate(("shallow", "bp")):  # written out of order: the image still reads gt|bp|shallow
         renders = tmp_path / "artifacts" / m / "renders"
         renders.mkdir(parents=True)
         Image.fromarray(np.full((3, 2, 3), 100 * k, np.uint8)).save(renders / "test_000.png")
         Image.fromarray(np.full((3, 2, 3), 255, np.uint8)).save(renders / "gt_000.png")
-        record = {"domain": "nerf", "status": "ok", "dataset": "blobs", "model": "nerf", "seed": 1, "method": m,
-                  "extras": {"renders_dir": str(renders)}}
+        record = {"id": m, "domain": "nerf", "status": "ok", "dataset": "blobs", "model": "nerf", "seed": 1, "method": m,
+                  "extras": {"renders_dir": "/elsewhere/on/the/machine/that/ran/it"}}
         (tmp_path / "runs" / f"{m}.json").write_text(json.dumps(record))
     (tmp_path / "runs" / "other.json").write_text(json.dumps({"domain": "mlp", "status": "ok", "extras": {}}))
     outs = comparison_images(tmp_path)

@@ -140,6 +140,9 @@ class NeRFTask(Task):
     def fingerprint(self, data: SceneData) -> str:
         return f"{data.source}:" + tensor_fingerprint(data.train.rgb, data.test.rgb)
 
+    def figures(self, results: Path) -> list[Path]:
+        return comparison_images(results)
+
     def extras(self, model, data: SceneData, hp, run_dir: Path):
         from PIL import Image
 
@@ -179,3 +182,27 @@ def comparison_image(run_dirs_by_method: dict[str, str | Path], out_path: str | 
     out_path = Path(out_path); out_path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out_path)
     return out_path
+
+
+def comparison_images(results: str | Path, view: int = 0) -> list[Path]:
+    """Write <results>/nerf/<dataset>_<model>_seed<k>.png for every (dataset, model, seed) whose
+    records have renders from at least one of bp/dfa/shallow; the CLI/reproduce hook calls this after
+    a suite run (the harness records each run independently, so the side-by-side is assembled here)."""
+    import json
+
+    cells: dict[tuple, dict[str, Path]] = {}
+    for path in sorted((Path(results) / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        if record.get("domain") != "nerf" or record.get("status") != "ok":
+            continue
+        # the run's artifacts beside the records (where a run elsewhere left them too), else where it wrote them
+        renders = Path(results) / "artifacts" / record["id"] / "renders"
+        if not renders.is_dir():
+            renders = Path((record.get("extras") or {}).get("renders_dir") or renders)
+        if not (renders / f"test_{view:03d}.png").exists():
+            continue
+        key = (record["dataset"], record["model"], record["seed"])
+        cells.setdefault(key, {})[record["method"]] = Path(renders).parent
+    return [comparison_image(dirs, Path(results) / "nerf" / f"{d}_{m}_seed{s}.png", view)
+            for (d, m, s), dirs in sorted(cells.items())]
+
