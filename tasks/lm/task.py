@@ -1,6 +1,9 @@
 """The `lm` task: Transformer language modelling (paper Table 5) with BP, macro and micro DFA.
 
-Dataset: ``kjv`` (Debian bible-kjv, offline). Model: ``gpt`` (GPT-2 configuration from
+Datasets: ``wiki-gensim`` (the 106 Wikipedia articles in gensim's wheel, split by article, offline);
+``kjv`` (Debian bible-kjv, offline); ``wikitext-103`` / ``wikitext-2`` (official, named
+explicitly: raw files from ``data_dir`` / $DFABENCH_WIKITEXT_DIR, or downloaded through `datasets`
+when ``download: true`` or $DFABENCH_DOWNLOAD=1). Model: ``gpt`` (GPT-2 configuration from
 `transformers`, trained from scratch; hooks add the feedback points). Metric: perplexity over a
 full deterministic pass of non-overlapping windows (lower is better); tokens/second in extras.
 Micro DFA is method option tags ['default', 'micro'].
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -18,7 +22,8 @@ from pydantic import Field
 
 from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
 
-from .data import bpe_tokenizer, kjv_lines, split_blocks
+from .data import (bpe_tokenizer, gensim_wiki_articles, kjv_lines, split_articles, split_blocks,
+                   wikitext_hub_splits, wikitext_splits)
 from .models import TransformerLM
 
 
@@ -32,6 +37,8 @@ class LMHParams(TrainHParams):
     dropout: float = Field(0.1, ge=0, lt=1)
     train_tokens: int | None = Field(None, ge=1, description="use only the first N training tokens")
     eval_tokens: int | None = Field(None, ge=1, description="use only the first N val/test tokens")
+    data_dir: str | None = Field(None, description="folder holding wiki.{train,valid,test}.raw (WikiText)")
+    download: bool = Field(False, description="allow downloading official WikiText through `datasets`")
 
 
 @dataclass
@@ -44,8 +51,18 @@ class TokenData:
 
 
 @functools.lru_cache(maxsize=2)
-def _splits(dataset: str):
-    return split_blocks(kjv_lines())
+def _splits(dataset: str, data_dir: str | None = None, download: bool = False):
+    if dataset == "kjv":
+        return split_blocks(kjv_lines())
+    if dataset == "wiki-gensim":
+        return split_articles(gensim_wiki_articles())
+    data_dir = data_dir or os.environ.get("DFABENCH_WIKITEXT_DIR")
+    if data_dir:
+        return wikitext_splits(data_dir)
+    if download or os.environ.get("DFABENCH_DOWNLOAD") == "1":
+        return wikitext_hub_splits(f"{dataset}-raw-v1")
+    raise FileNotFoundError(f"{dataset}: set data_dir / $DFABENCH_WIKITEXT_DIR to the raw files, "
+                            "or allow the download with download: true / $DFABENCH_DOWNLOAD=1")
 
 
 def _encode(tok, lines: list[str]) -> torch.Tensor:
@@ -67,11 +84,15 @@ class LMTask(Task):
     metrics = (Metric("perplexity", False), Metric("loss", False))
     primary_metric = "perplexity"
     point_tags = frozenset({"default", "micro"})
-    datasets = {"kjv": "King James Bible (Debian bible-kjv), split by blocks of 100 verses"}
+    datasets = {"wiki-gensim": "106 Wikipedia articles from gensim's test data, markup stripped, split by article",
+                "kjv": "King James Bible (Debian bible-kjv), split by blocks of 100 verses",
+                "wikitext-103": "official WikiText-103 raw (local files or `datasets` download)",
+                "wikitext-2": "official WikiText-2 raw (local files or `datasets` download)"}
+    explicit_datasets = frozenset({"wikitext-103", "wikitext-2"})
     models = {"gpt": "decoder-only Transformer (transformers GPT2Config), macro+micro feedback points"}
 
     def load_data(self, dataset, hp: LMHParams, seed, scale, device) -> TokenData:
-        splits = _splits(dataset)
+        splits = _splits(dataset, hp.data_dir, hp.download)
         tok = bpe_tokenizer(splits["train"], hp.vocab_size)
         ids = {k: _encode(tok, v) for k, v in splits.items()}
         if hp.train_tokens:
