@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 _BLOCK = 32 * 1024
@@ -43,15 +44,28 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
-def read_run(run_dir: Path) -> dict:
-    """{'config': {...}, 'history': [row, ...], 'summary': {...}} of one offline run directory."""
+def _records(run_dir: Path, wait_s: float):
+    """The run file's records, once its closing ``exit`` record is there: W&B's service process may
+    still be writing the file for a moment after ``run.finish()`` returns."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    path = next(Path(run_dir).glob("*.wandb"))
+    deadline = time.monotonic() + wait_s
+    while True:
+        paths = list(Path(run_dir).glob("*.wandb"))
+        records = []
+        for payload in _payloads(paths[0].read_bytes()) if paths else []:
+            rec = pb.Record()
+            rec.ParseFromString(payload)
+            records.append(rec)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def read_run(run_dir: Path, wait_s: float = 30.0) -> dict:
+    """{'config': {...}, 'history': [row, ...], 'summary': {...}} of one offline run directory."""
     out: dict = {"config": {}, "history": [], "summary": {}}
-    for payload in _payloads(path.read_bytes()):
-        rec = pb.Record()
-        rec.ParseFromString(payload)
+    for rec in _records(Path(run_dir), wait_s):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             out["history"].append({_key(i): json.loads(i.value_json) for i in rec.history.item})
