@@ -143,8 +143,7 @@ def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int 
         counts = np.floor(rng.lognormal(mean=rng.uniform(0, 4), sigma=1.5, size=rows))
         counts[rng.random(rows) < 0.2] = np.nan  # Criteo's integers are often missing
         data[f] = counts
-    vocab_sizes = np.unique(np.geomspace(10, 10_000, len(CAT_FIELDS)).astype(int), return_counts=False)
-    vocab_sizes = np.resize(vocab_sizes, len(CAT_FIELDS))
+    vocab_sizes = np.geomspace(10, 10_000, len(CAT_FIELDS)).astype(int)
     for f, size in zip(CAT_FIELDS, vocab_sizes):
         ranks = np.minimum(rng.zipf(1.3, size=rows), size) - 1  # power-law frequencies
         data[f] = ranks

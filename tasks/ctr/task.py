@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -49,7 +49,6 @@ class CTRData:
     samples: int = 0  # training throughput bookkeeping (see train_batches)
     train_s: float = 0.0
     batching_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=4)
