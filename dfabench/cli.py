@@ -6,7 +6,6 @@ exits with code 2 before anything is written.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -126,10 +125,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         records = run_ray(runs, results, config.device, address=args.address)
     else:
-        on_record = None
-        if getattr(args, "wandb", False) or os.environ.get("DFABENCH_WANDB", "") == "1":
-            from .leaderboard.wandb_logging import record_logger
+        from .leaderboard.wandb_logging import record_logger, wandb_requested
 
+        on_record = None
+        if wandb_requested(getattr(args, "wandb", False)):
             try:
                 on_record = record_logger(results)
             except RuntimeError as err:
