@@ -1,6 +1,6 @@
 """Time BP and DFA training steps on the same models, in one process, and print the ratios.
 
-    python benchmarks/engine.py [--device cpu|cuda] [--steps 50] [--threads N]
+    python benchmarks/engine.py [--device cpu|cuda] [--steps 50] [--threads N] [--phases]
 
 One line per model: median step time under BP and DFA, their ratio, and memory. Steps of the two
 methods alternate one by one so that drift in machine load hits both alike. Memory: on CUDA the
@@ -115,8 +115,14 @@ def saved_bytes(step, model) -> int:
     return sum(storages.values())
 
 
-def bench(name, build, x, loss_fn, device, steps):
+def bench(name, build, x, loss_fn, device, steps, phases=False):
     x = x.to(device)
+
+    def now():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     runners, models = {}, {}
     for method_name in ("bp", "dfa"):
         torch.manual_seed(0)
@@ -125,10 +131,16 @@ def bench(name, build, x, loss_fn, device, steps):
         method.prepare(model, lambda m=model: m(x), seed=0)
         opt = torch.optim.SGD(model.parameters(), lr=1e-4)
 
-        def step(model=model, method=method, opt=opt):
+        def step(model=model, method=method, opt=opt, split=None):
             opt.zero_grad(set_to_none=True)
-            method.backward(model(x), loss_fn)
+            t0 = now() if split is not None else 0.0
+            output = model(x)
+            t1 = now() if split is not None else 0.0
+            method.backward(output, loss_fn)
+            t2 = now() if split is not None else 0.0
             opt.step()
+            if split is not None:
+                split.append(((t1 - t0) * 1000, (t2 - t1) * 1000, (now() - t2) * 1000))
 
         runners[method_name] = step
         models[method_name] = model
@@ -138,13 +150,9 @@ def bench(name, build, x, loss_fn, device, steps):
     times = {m: [] for m in runners}
     for _ in range(steps):  # alternate the methods step by step: load drift hits both alike
         for m, step in runners.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = now()
             step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[m].append((time.perf_counter() - t0) * 1000)
+            times[m].append((now() - t0) * 1000)
     memory = {}
     for m, step in runners.items():
         if device.type == "cuda":
@@ -158,6 +166,14 @@ def bench(name, build, x, loss_fn, device, steps):
     kind = "peak MB" if device.type == "cuda" else "activations saved MB"
     print(f"{name:38s} bp {bp:8.2f} ms  dfa {dfa:8.2f} ms  dfa/bp {dfa / bp:5.2f}  "
           f"{kind}: bp {memory['bp']:7.1f} dfa {memory['dfa']:7.1f} ({memory['dfa'] / memory['bp']:.2f})", flush=True)
+    if phases:  # separate steps, each phase timed on its own (the syncs cost a little on a GPU)
+        split = {m: [] for m in runners}
+        for _ in range(steps):
+            for m, step in runners.items():
+                step(split=split[m])
+        parts = {m: [statistics.median(p[i] for p in split[m]) for i in range(3)] for m in split}
+        print(f"{'':38s} forward / backward / optimiser ms: bp {' / '.join(f'{v:.2f}' for v in parts['bp'])}"
+              f"  dfa {' / '.join(f'{v:.2f}' for v in parts['dfa'])}", flush=True)
     return dfa / bp
 
 
@@ -166,6 +182,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per method")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
+    parser.add_argument("--phases", action="store_true", help="also time forward, backward and optimiser step apart")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -173,7 +190,7 @@ def main():
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads; "
           f"median of {args.steps} steps per method, alternating step by step", flush=True)
     for name, build, x, loss_fn in cases(device):
-        bench(name, build, x, loss_fn, device, args.steps)
+        bench(name, build, x, loss_fn, device, args.steps, args.phases)
 
 
 if __name__ == "__main__":
