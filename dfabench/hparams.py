@@ -14,6 +14,14 @@
 
 ``method_options`` merges key by key instead of being replaced. Rules in ``tuned.yaml`` beside it
 (written by ``dfabench tune``) apply after these.
+
+``presets`` names whole hyper-parameter sets (the paper's optimiser settings, say). A rule or the
+user (``--set preset=NAME``) picks one with the key ``preset``; its values apply after the rules and
+before the user's other overrides. The name itself is not a hyper-parameter: the run is defined by
+the values it expands to, so a preset and the same values spelled out are the same run::
+
+    presets:
+      adam-1e-4-plateau: {lr: 1.0e-4, schedule: plateau, gamma: 0.2}
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from .task import Task, TrainHParams
 
 WHEN_KEYS = {"scale", "method", "dataset", "model"}
 TUNED_FILE = "tuned.yaml"  # written by `dfabench tune`, applied after hparams.yaml
+PRESET_KEY = "preset"
 
 
 class ConfigError(ValueError):
@@ -46,6 +55,16 @@ def load_rules(path: Path) -> list[dict[str, Any]]:
     return rules
 
 
+def load_presets(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    presets = (yaml.safe_load(path.read_text()) or {}).get("presets", {}) or {}
+    for name, values in presets.items():
+        if not isinstance(values, dict) or PRESET_KEY in values:
+            raise ConfigError(f"{path}: preset {name!r} must be a mapping of hyper-parameters (and not nest presets)")
+    return presets
+
+
 def _matches(when: dict[str, Any], context: dict[str, str]) -> bool:
     for key, wanted in when.items():
         values = wanted if isinstance(wanted, list) else [wanted]
@@ -62,7 +81,16 @@ def resolve(task: Task, *, scale: str, method: str, dataset: str, model: str,
     for rule in load_rules(path) + load_rules(path.with_name(TUNED_FILE)):
         if _matches(rule.get("when", {}), context):
             _merge(values, rule.get("set", {}))
-    _merge(values, overrides or {})
+    overrides = dict(overrides or {})
+    chosen_by_rules = values.pop(PRESET_KEY, None)
+    preset = overrides.pop(PRESET_KEY, chosen_by_rules)  # the user's choice wins
+    if preset is not None:
+        presets = load_presets(path)
+        if preset not in presets:
+            known = ", ".join(sorted(presets)) or "none"
+            raise ConfigError(f"{task.domain}: unknown preset {preset!r} (known: {known})")
+        _merge(values, presets[preset])
+    _merge(values, overrides)
     try:
         return task.HParams(**values)
     except ValidationError as err:

@@ -135,6 +135,15 @@ class Task:
     def forward(self, model: nn.Module, batch: Any) -> Any:
         return model(batch[0])
 
+    # What training throughput counts (the record's timings.train_items_per_s).
+    throughput_unit: ClassVar[str] = "samples"
+
+    def batch_items(self, batch: Any) -> int | None:
+        """Items of ``throughput_unit`` in a training batch: the first dimension of the first tensor
+        by default; None where it means nothing (a full graph)."""
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return int(first.shape[0]) if isinstance(first, torch.Tensor) else None
+
     def loss(self, output: Any, batch: Any, model: nn.Module, hp: TrainHParams) -> torch.Tensor:
         raise NotImplementedError
 

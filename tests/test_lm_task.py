@@ -110,6 +110,31 @@ def test_smoke_run_through_the_harness_on_local_wikitext(tmp_path, monkeypatch):
     assert record["status"] == "ok", record.get("error")
     test = record["metrics"]["test"]
     assert 1.0 < test["perplexity"] < 400 and test["perplexity"] == pytest.approx(math.exp(test["loss"]), rel=1e-6)
+    # training throughput counts target tokens of the optimiser steps only
+    hp, timings = record["hparams"], record["timings"]
+    tokens = timings["steps"] * hp["batch_size"] * hp["context"]
+    assert timings["item_unit"] == "tokens"
+    assert timings["train_items_per_s"] == pytest.approx(tokens / timings["train_s"], rel=1e-9)
+
+
+def test_paper_optimiser_settings_are_named_presets():
+    from dfabench.hparams import ConfigError, resolve
+    from dfabench.task import all_tasks
+
+    task = all_tasks()["lm"]
+    cell = dict(dataset="wiki-gensim", model="gpt")
+    bp = resolve(task, scale="paper", method="bp", **cell)
+    assert (bp.schedule, bp.lr, bp.betas, bp.warmup_steps) == ("noam", 7.0e-4, (0.9, 0.98), 4000)
+    for dfa in ("dfa", "dfa-micro"):
+        hp = resolve(task, scale="paper", method=dfa, **cell)
+        assert (hp.schedule, hp.lr, hp.betas, hp.gamma, hp.plateau_patience) == ("plateau", 1e-4, (0.9, 0.999), 0.2, 1)
+    # the user's preset wins over the rules' choice, and the user's own keys win over the preset
+    hp = resolve(task, scale="paper", method="dfa", overrides={"preset": "adam-5e-5-0.98", "epochs": 3}, **cell)
+    assert (hp.schedule, hp.lr, hp.betas, hp.epochs) == ("none", 5e-5, (0.9, 0.98), 3)
+    hp = resolve(task, scale="small", method="bp", overrides={"preset": "noam-0.999", "lr": 1e-3}, **cell)
+    assert (hp.schedule, hp.lr, hp.betas, hp.context) == ("noam", 1e-3, (0.9, 0.999), 64)  # small's model kept
+    with pytest.raises(ConfigError, match="unknown preset 'adam-9' .*adam-1e-4-plateau"):
+        resolve(task, scale="small", method="bp", overrides={"preset": "adam-9"}, **cell)
 
 
 def test_gensim_wiki_split_by_article_is_deterministic_and_disjoint():

@@ -53,7 +53,7 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
     wall_start = time.perf_counter()
     state: dict[str, Any] = {"history": [], "alignment": None, "train_s": 0.0, "eval_s": 0.0, "steps": 0,
                              "best_val": {}, "test": {}, "fingerprint": "unknown", "n_params": None,
-                             "extras": {}}
+                             "extras": {}, "items": 0}
     status, error = "ok", None
     try:
         _train(task, run, torch_device, results, state, progress, on_eval)
@@ -78,7 +78,10 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
         "history": state["history"],
         "timings": {"train_s": state["train_s"], "eval_s": state["eval_s"], "wall_s": wall_s,
                     "step_ms": 1000 * state["train_s"] / state["steps"] if state["steps"] else None,
-                    "steps": state["steps"]},
+                    "steps": state["steps"],
+                    # optimiser steps only (forward, backward, update), so methods compare fairly
+                    "train_items_per_s": state["items"] / state["train_s"] if state["items"] and state["train_s"] else None,
+                    "item_unit": task.throughput_unit},
         "peak_mem_mb": peak_mb, "peak_mem_kind": peak_kind,
         "n_params": state["n_params"],
         "alignment": state["alignment"],
@@ -135,6 +138,7 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
                 schedule.after_step()
                 total, count = total + value, count + 1
                 state["steps"] += 1
+                state["items"] += task.batch_items(batch) or 0
             state["train_s"] += time.perf_counter() - t0
             schedule.after_epoch()
             entry: dict[str, Any] = {"epoch": epoch, "step": state["steps"], "train_loss": total / max(count, 1),

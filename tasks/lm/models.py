@@ -28,7 +28,8 @@ class TransformerLM(nn.Module):
         super().__init__()
         config = GPT2Config(vocab_size=vocab_size, n_positions=context, n_embd=d_model, n_layer=layers,
                             n_head=heads, n_inner=d_ff, resid_pdrop=dropout, embd_pdrop=dropout,
-                            attn_pdrop=dropout, tie_word_embeddings=False, use_cache=False)
+                            attn_pdrop=dropout, tie_word_embeddings=False, use_cache=False,
+                            bos_token_id=None, eos_token_id=None)  # our BPE has no GPT-2 special ids
         self.lm = GPT2LMHeadModel(config)
         self.macro_points = nn.ModuleList(FeedbackPoint() for _ in range(layers))
         self.micro_points = nn.ModuleList(FeedbackPoint(tag="micro") for _ in range(2 * layers))

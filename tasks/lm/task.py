@@ -108,6 +108,11 @@ class LMTask(Task):
     def train_batches(self, data: TokenData, hp: LMHParams, generator):
         return tensor_batches(_windows(data.train, hp.context), hp.batch_size, generator)
 
+    throughput_unit = "tokens"
+
+    def batch_items(self, batch):
+        return int(batch[1].numel())
+
     def forward(self, model, batch):
         return model(batch[0])
 

@@ -104,6 +104,8 @@ class NeRFTask(Task):
         return NeRF(hp.depth, hp.width, hp.pos_freqs, hp.dir_freqs, hp.skip, hp.n_coarse, hp.n_fine,
                     data.white_bkgd, data.near, data.far)
 
+    throughput_unit = "rays"
+
     def train_batches(self, data: SceneData, hp, generator):
         """Random rays from all training views; an epoch is steps_per_epoch batches (or one pass)."""
         rays, rgb = data.train.rays.reshape(-1, 6), data.train.rgb.reshape(-1, 3)
