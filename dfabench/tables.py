@@ -135,17 +135,25 @@ def render(frame: pd.DataFrame, fmt: str = "md") -> str:
                                             "by seed, ± 95% t-interval half-width; best in bold.\n"
 
 
-def write_tables(results: Path, out_dir: Path | None = None) -> list[Path]:
+def write_tables(results: Path, out_dir: Path | None = None, baselines: Path | None = None) -> list[Path]:
     """One markdown and one LaTeX table per domain of the records under ``results``, into
-    ``results/tables/`` (what the README quotes; a test checks they match the records)."""
-    frame = load(Path(results))
+    ``results/tables/`` (what the README quotes; a test checks they match the records). With
+    ``baselines``, each markdown table is followed by the published numbers of its domain, ours beside."""
+    from .published import load_published, published_markdown
+
+    records = list(iter_records(Path(results)))
+    frame = records_frame(records)
+    published = load_published(baselines) if baselines is not None else {}
     out_dir = Path(out_dir) if out_dir is not None else Path(results) / "tables"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for domain in sorted(frame.domain.unique()):
         part = frame[frame.domain == domain]
         for fmt, suffix in (("md", "md"), ("latex", "tex")):
+            text = render(part, fmt)
+            if fmt == "md":
+                text += published_markdown(published, domain, (r for r in records if r["domain"] == domain))
             path = out_dir / f"{domain}.{suffix}"
-            path.write_text(render(part, fmt))
+            path.write_text(text)
             written.append(path)
     return written

@@ -1,7 +1,7 @@
 """A static, self-contained HTML leaderboard from the run records (the records are the source of truth).
 
 ``write_site(results, out_dir)`` writes ``index.html`` and one ``<domain>.html`` per domain: a sortable
-comparison table (click a header), the paper's numbers when ``baselines/paper.yaml`` exists, and
+comparison table (click a header), the published numbers of ``baselines/paper.yaml`` and ``biotorch.yaml``, and
 validation learning curves as inline SVG. No network, no external scripts or styles.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 
 from dfabench.harness.store import iter_records
+from dfabench.published import load_published, published_rows
 from dfabench.tables import paired_gaps, records_frame, summary
 
 _STYLE = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}
@@ -68,26 +69,6 @@ def _curve_svg(series: dict[str, list[tuple[float, float]]], label: str, w: int 
     return f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>{''.join(parts)}</svg>"
 
 
-def _paper_rows(paper: dict, domain: str) -> list[list]:
-    """Rows (cell, method, metric, value or 'unknown', source) of baselines/paper.yaml for one domain."""
-    rows = []
-    for cell, entry in sorted(paper.items()):
-        if not cell.startswith(domain + "/"):
-            continue
-        if not isinstance(entry, dict):
-            rows.append([cell, "all", "", "unknown", ""])
-            continue
-        source = str(entry.get("source", ""))
-        for method, values in entry.items():
-            if method in ("source", "metrics"):
-                continue
-            if not isinstance(values, dict):
-                rows.append([cell, method, "", "unknown", source])
-                continue
-            rows += [[cell, method, metric, float(value), source] for metric, value in values.items()]
-    return rows
-
-
 def _gap_svg(gaps, w: int = 520, row_h: int = 16) -> str:
     """Horizontal bars: each method's paired gap to BP per cell, with its 95% interval as a whisker."""
     rows = [g for _, g in gaps.iterrows() if g.gap == g.gap]
@@ -114,21 +95,12 @@ def _gap_svg(gaps, w: int = 520, row_h: int = 16) -> str:
     return f"<svg class='gaps' xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>{''.join(parts)}</svg>"
 
 
-def _load_paper(root: Path) -> dict:
-    path = root / "baselines" / "paper.yaml"
-    if not path.exists():
-        return {}
-    import yaml
-
-    return yaml.safe_load(path.read_text()) or {}
-
-
 def write_site(results: Path, out_dir: Path, repo_root: Path | None = None) -> list[Path]:
     records = [r for r in iter_records(Path(results))]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = records_frame(records)
-    paper = _load_paper(Path(repo_root) if repo_root else Path.cwd())
+    paper = load_published((Path(repo_root) if repo_root else Path.cwd()) / "baselines")
     written = []
     domains = sorted(frame.domain.unique()) if not frame.empty else []
     for domain in domains:
@@ -145,7 +117,7 @@ def write_site(results: Path, out_dir: Path, repo_root: Path | None = None) -> l
                 [[g.scale, g.dataset, g.model, g.method, float(g.gap), float(g.ci95), int(g.pairs)]
                  for _, g in gaps.iterrows()])
             body += "<h2>Gap plot</h2>" + _gap_svg(gaps)
-        paper_rows = _paper_rows(paper, domain)
+        paper_rows = published_rows(paper, domain)
         if paper_rows:
             body += ("<h2>Published numbers</h2><p>On the official datasets (ours above are on the datasets "
                      "named in each row); <em>unknown</em> where we do not have the number.</p>"

@@ -106,7 +106,7 @@ def test_html_site_in_headless_chromium(results: Path, tmp_path: Path):
 
 
 def test_published_numbers_table_marks_unknown_cells():
-    from dfabench.leaderboard.html import _paper_rows
+    from dfabench.published import published_rows as _paper_rows
 
     paper = {"ctr/criteo/dcn": {"source": "Table 2", "metrics": {"auc": "higher"},
                                 "bp": {"auc": 0.81036}, "dfa": "unknown"},
@@ -114,3 +114,21 @@ def test_published_numbers_table_marks_unknown_cells():
     assert _paper_rows(paper, "ctr") == [["ctr/criteo/dcn", "bp", "auc", 0.81036, "Table 2"],
                                          ["ctr/criteo/dcn", "dfa", "", "unknown", "Table 2"]]
     assert _paper_rows(paper, "graph") == [["graph/cora/gcn", "all", "", "unknown", ""]]
+
+
+def test_published_section_puts_our_same_cell_numbers_beside_the_source(tmp_path):
+    from dfabench.published import load_published, published_markdown
+
+    (tmp_path / "paper.yaml").write_text("lm/wikitext-103/transformer: {source: T5, bp: {perplexity: 29.8}}\n")
+    (tmp_path / "biotorch.yaml").write_text(
+        "vision/fashion-mnist/lenet: {source: biotorch, bp: {top1_error: 9.2}, dfa: {top1_error: 12.81}}\n")
+    published = load_published(tmp_path)  # both files merged
+    ours = [{"domain": "vision", "dataset": "fashion-mnist", "model": "lenet", "method": "bp", "status": status,
+             "metrics": {"test": {"top1_error": value, "accuracy": 1 - value / 100}}}
+            for value, status in ((10.0, "ok"), (12.0, "ok"), (90.0, "diverged"))]
+    text = published_markdown(published, "vision", ours)
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[1:-1]]
+            for line in text.splitlines() if line.startswith("| vision/")}
+    assert rows["bp"][3:5] == ["9.2", "11 ± 1.4 (n=2)"]  # mean and std of the ok runs only
+    assert rows["dfa"][3:5] == ["12.81", "not run"]
+    assert "29.8" not in text and published_markdown(published, "graph", ours) == ""

@@ -259,3 +259,71 @@ def test_drtp_recovers_the_target_when_the_mean_spans_masked_and_saturated_rows(
     expected[~train] = 0
     expected[3] = 0  # no error left, no signal: it is predicted exactly
     assert torch.allclose(target, expected)
+
+
+def _grads(model):
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def _reference_grads(model, name, x, loss_fn):
+    reference = copy.deepcopy(model)
+    step(reference, name, x, loss_fn)
+    return _grads(reference)
+
+
+@pytest.mark.parametrize("probability, same_as", [(1.0, "bp"), (0.0, "dfa")])
+def test_hybrid_at_the_extremes_is_bp_or_dfa(batch, probability, same_as):
+    x, y = batch
+    model = tiny_mlp()
+    expected = _reference_grads(model, same_as, x, mse(y))
+    method = create("hybrid", {"bp_probability": probability})
+    method.prepare(model, lambda: model(x), seed=0)
+    for _ in range(3):  # every step, not just the first
+        model.zero_grad(set_to_none=True)
+        method.backward(model(x), mse(y))
+        for got, want in zip(_grads(model), expected):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_hybrid_steps_are_bp_or_dfa_in_a_seeded_proportion(batch):
+    x, y = batch
+    model = tiny_mlp()
+    bp = _reference_grads(model, "bp", x, mse(y))
+
+    def kinds(seed, steps=200):
+        dfa = copy.deepcopy(model)
+        step(dfa, "dfa", x, mse(y), seed=seed)  # the hybrid's DFA steps use the run seed's matrix
+        dfa = _grads(dfa)
+        assert not torch.allclose(bp[0], dfa[0])  # the two kinds of step are told apart by the first layer
+        method = create("hybrid", {"bp_probability": 0.3})
+        method.prepare(model, lambda: model(x), seed=seed)
+        seen = []
+        for _ in range(steps):  # weights never change here, so each step's update is BP's or DFA's
+            model.zero_grad(set_to_none=True)
+            method.backward(model(x), mse(y))
+            got = _grads(model)
+            is_bp = all(torch.allclose(g, w, rtol=0, atol=1e-12) for g, w in zip(got, bp))
+            is_dfa = all(torch.allclose(g, w, rtol=0, atol=1e-12) for g, w in zip(got, dfa))
+            assert is_bp != is_dfa
+            seen.append("bp" if is_bp else "dfa")
+        assert (method.steps_bp, method.steps_dfa) == (seen.count("bp"), seen.count("dfa"))
+        return seen
+
+    first = kinds(seed=0)
+    assert kinds(seed=0) == first  # reproducible from the run seed
+    assert kinds(seed=1) != first
+    assert 0.2 < first.count("bp") / len(first) < 0.4
+
+
+def test_hybrid_alignment_measures_its_dfa_step(batch):
+    x, y = batch
+    model = tiny_mlp()
+    hybrid = create("hybrid", {"bp_probability": 1.0})  # every training step BP ...
+    hybrid.prepare(model, lambda: model(x), seed=0)
+    dfa = create("dfa")
+    other = copy.deepcopy(model)
+    dfa.prepare(other, lambda: other(x), seed=0)
+    got = alignment.measure(model, hybrid, lambda: model(x), mse(y))
+    want = alignment.measure(other, dfa, lambda: other(x), mse(y))
+    assert got["mean_grad_cos"] == pytest.approx(want["mean_grad_cos"], abs=1e-12)  # ... probes see DFA
+    assert hybrid.router.mode == "identity"  # and the probe left the next step's mode alone

@@ -47,7 +47,7 @@ def _images(name, data_dir):
 
 
 def _as_nchw(x: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(x)).float() / 255.0
+    t = torch.from_numpy(np.array(x, copy=True)).float() / 255.0  # a copy: the cached arrays are read-only
     return t.unsqueeze(1) if t.dim() == 3 else t
 
 
