@@ -240,6 +240,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """`dfabench reproduce --scale S`: run the paper's suite at S (what is missing), then write one table
+    per paper table and the figures under RESULTS/reproduce/."""
+    from .reproduce import reproduce
+
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {args.device!r}; use cpu or cuda")
+    if args.device.startswith("cuda") and not args.no_run:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+    domains = _split(args.domains) if args.domains else None
+    written = reproduce(args.scale, Path(args.results) if args.results else None, args.seeds, args.device, domains,
+                        run=not args.no_run, baselines=Path(args.baselines))
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dfabench", description="Credit assignment without weight transport: BP, DFA and "
                                                   "friends on modern architectures, side by side.")
@@ -303,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="baselines")
     p.add_argument("--no-run", action="store_true", help="only read the records; do not run missing ones")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("reproduce", help="run the paper's suite at a scale, then write its tables and figures "
+                                         "under RESULTS/reproduce/")
+    p.add_argument("--scale", required=True, help="smoke | small | paper")
+    p.add_argument("--results", help="results directory (default results/SCALE)")
+    p.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default 3; 1 at paper scale)")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda")
+    p.add_argument("--domains", help="comma-separated domains (default: every available one)")
+    p.add_argument("--baselines", default="baselines", help="folder of paper.yaml and biotorch.yaml")
+    p.add_argument("--no-run", action="store_true", help="only build the tables and figures from existing records")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 

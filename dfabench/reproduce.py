@@ -1,0 +1,258 @@
+"""`dfabench reproduce --scale S`: run the paper's suite at one scale, then write one table per paper
+table and the learning-curve and alignment figures under ``RESULTS/reproduce/``.
+
+Each table has one row per cell and metric: our mean ± unbiased std (n) per method, each DFA variant's
+gap to BP paired by seed with its 95% interval (``tables.wide``), and the published number for the same
+model beside ours, from ``baselines/paper.yaml`` or ``baselines/biotorch.yaml``. Our datasets are
+offline stand-ins, so the published columns name the dataset their numbers are for ("paper (Criteo)"),
+and a number the files do not hold prints as ``unknown``.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .harness.executor import pending, run_local
+from .harness.plan import plan
+from .harness.store import iter_records
+from .hparams import ConfigError
+from .plots import domain_figures, pyplot
+from .tables import records_frame, wide
+from .task import SCALES, all_tasks, unavailable_tasks
+
+SEEDS = {"smoke": 3, "small": 3, "paper": 1}  # default --seeds per scale
+UNKNOWN = "unknown"
+# Display names of the datasets published numbers are for (the middle part of a published cell).
+DATASET_NAMES = {"criteo": "Criteo", "cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed",
+                 "wikitext-103": "WikiText-103", "blender-lego": "Blender lego", "llff-fern": "LLFF fern",
+                 "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """One of the paper's tables: which methods and metrics it shows, and where the published numbers
+    of the same models are (cells of ``baselines/<source_file>.yaml``)."""
+
+    name: str
+    title: str
+    methods: tuple[str, ...]
+    metrics: tuple[str, ...]
+    source: str  # label of the published columns, completed with their datasets: "paper (Criteo)"
+    labels: dict[str, str] = field(default_factory=dict)  # method -> column label (default: upper-case bp)
+    published_models: dict[str, str] = field(default_factory=dict)  # our model -> the publication's name
+    published_methods: dict[str, str] = field(default_factory=dict)  # our method -> the publication's name
+    source_file: str = "paper"
+    models: tuple[str, ...] = ()  # row order (the paper's); models not named follow alphabetically
+    cells: str = "*/*"  # dataset/model glob of the cells to run: every offline one
+
+    def label(self, method: str) -> str:
+        return self.labels.get(method, "BP" if method == "bp" else method)
+
+
+TABLES: dict[str, PaperTable] = {
+    "ctr": PaperTable(
+        "table2_ctr", "Table 2: click-through-rate prediction (test AUC and logloss)",
+        ("bp", "dfa", "shallow"), ("auc", "logloss"), "paper", labels={"dfa": "DFA"},
+        models=("fm", "deepfm", "dcn", "autoint", "afn", "lr", "dcnv2")),
+    "graph": PaperTable(
+        "table3_graph", "Tables 3 and 4: graph convolutions (test accuracy) and graph autoencoder (AUC, AP)",
+        ("bp", "dfa", "shallow"), ("accuracy", "auc", "ap"), "paper", labels={"dfa": "DFA"},
+        models=("gcn", "cheb", "gat", "sage", "gae")),
+    "lm": PaperTable(
+        "table5_lm", "Table 5: Transformer language model (test perplexity)",
+        ("bp", "dfa", "dfa-micro", "shallow"), ("perplexity",), "paper",
+        labels={"dfa": "DFA macro", "dfa-micro": "DFA micro"},
+        published_models={"gpt": "transformer"}, published_methods={"dfa": "dfa-macro"}),
+    "nerf": PaperTable(
+        "nerf", "NeRF: novel view synthesis (test PSNR and SSIM per scene)",
+        ("bp", "dfa", "shallow"), ("psnr", "ssim"), "paper", labels={"dfa": "DFA"}),
+    "vision": PaperTable(
+        "vision", "CNNs (not in the paper): test top-1 error (%), biotorch's published numbers beside ours",
+        ("bp", "dfa", "dfa-head", "shallow"), ("top1_error",), "biotorch",
+        labels={"dfa": "DFA", "dfa-head": "DFA head"}, published_models={"resnet": "resnet20"},
+        source_file="biotorch", models=("lenet", "resnet")),
+    "mlp": PaperTable(
+        "mlp", "The DFA survey's MLP experiment and its ablations (test accuracy)",
+        ("bp", "dfa", "shallow"), ("accuracy",), "survey", labels={"dfa": "DFA"}, models=("mlp",)),
+}
+
+
+def load_published(baselines: Path) -> dict[str, dict]:
+    """``{source_file: {cell: entry}}`` of the published-numbers files; paper.yaml must exist (without
+    it every published number would print as unknown for no good reason)."""
+    baselines = Path(baselines)
+    if not (baselines / "paper.yaml").exists():
+        raise ConfigError(f"no {baselines}/paper.yaml: run from the repository root or pass --baselines DIR")
+    files = {t.source_file for t in TABLES.values()}
+    return {name: yaml.safe_load((baselines / f"{name}.yaml").read_text()) or {}
+            for name in sorted(files) if (baselines / f"{name}.yaml").exists()}
+
+
+def published_cell(table: PaperTable, entries: dict, domain: str, dataset: str, model: str) -> str | None:
+    """The published cell for one of ours: the same cell when we ran the official dataset, else the
+    first one the file lists for the same model (Cora before CiteSeer for a GCN on our CSBM)."""
+    names = {model, table.published_models.get(model, model)}
+    same_model = [c for c in entries if c.startswith(f"{domain}/") and c.rsplit("/", 1)[1] in names]
+    own = f"{domain}/{dataset}/{model}"
+    return own if own in entries else next(iter(same_model), None)
+
+
+def published_value(entries: dict, cell: str | None, method: str, metric: str) -> str:
+    entry = entries.get(cell) if cell else None
+    values = entry.get(method) if isinstance(entry, dict) else None
+    value = values.get(metric) if isinstance(values, dict) else None
+    return str(value) if isinstance(value, (int, float)) else UNKNOWN  # as published, digits kept
+
+
+def _metric_frame(records: list[dict], metric: str, higher_is_better: bool) -> pd.DataFrame:
+    # tables.records_frame reads the primary metric: point it at the one this row shows
+    return records_frame({**r, "primary_metric": metric, "higher_is_better": higher_is_better} for r in records
+                         if metric in ((r.get("metrics") or {}).get("test") or {}))
+
+
+def paper_table(table: PaperTable, domain: str, records: list[dict], published: dict[str, dict],
+                directions: dict[str, bool]) -> pd.DataFrame:
+    """Rows (dataset, model, metric) of one domain's records: ours per method, DFA-variant gaps to BP,
+    then the published numbers for the same model."""
+    entries = published.get(table.source_file, {})
+    records = [r for r in records if r["domain"] == domain and r["method"] in table.methods]
+    parts = [wide(frame) for metric in table.metrics
+             if not (frame := _metric_frame(records, metric, directions[metric])).empty]
+    if not parts:
+        return pd.DataFrame()
+    ours = pd.concat(parts, ignore_index=True).fillna("")
+    order = {m: i for i, m in enumerate(table.models)}
+    ours = ours.assign(_model=ours.model.map(lambda m: (order.get(m, len(order)), m)),
+                       _metric=ours.metric.map(lambda m: table.metrics.index(m.split()[0])))
+    ours = ours.sort_values(["dataset", "_model", "_metric"], kind="stable")
+    out = ours[["dataset", "model", "metric"]].copy()
+    for method in table.methods:
+        out[table.label(method)] = ours[method].replace("", "—") if method in ours else "—"
+    for method in table.methods:
+        gap = f"{method}−bp"
+        if method not in ("bp", "shallow") and gap in ours:
+            out[f"{table.label(method)} − BP (95% CI)"] = ours[gap].replace("", "—")
+    sources = [published_cell(table, entries, domain, d, m) for d, m in zip(ours.dataset, ours.model)]
+    shown = sorted({c.split("/")[1] for c in sources if c})
+    prefix = f"{table.source} ({', '.join(DATASET_NAMES.get(d, d) for d in shown)})" if shown else table.source
+    out["published for"] = [c.split("/", 1)[1] if c else "—" for c in sources]
+    for method in table.methods:
+        theirs = table.published_methods.get(method, method)
+        out[f"{prefix} {table.label(method)}"] = [published_value(entries, c, theirs, metric.split()[0])
+                                                 for c, metric in zip(sources, ours.metric)]
+    return out.reset_index(drop=True)
+
+
+_LATEX = {"±": r"$\pm$", "−": "-", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "_": r"\_", "%": r"\%", "&": r"\&"}
+
+
+def _latex_text(text: str) -> str:
+    text = re.sub(r"\*\*(.*)\*\*", r"\\textbf{\1}", str(text))
+    for plain, escaped in _LATEX.items():
+        text = text.replace(plain, escaped)
+    return text
+
+
+def render_markdown(table: PaperTable, frame: pd.DataFrame, scale: str, notes: list[str]) -> str:
+    lines = [f"# {table.title}, {scale} scale", ""]
+    lines.append(frame.to_markdown(index=False, disable_numparse=True) if not frame.empty else "no ok records")
+    lines += ["", "Ours: test metric at the best validation point, mean ± unbiased std over seeds (n), best in "
+                  "bold; gap = method − BP paired by seed, ± 95% t-interval half-width. Published: the same "
+                  "model on the dataset named in the column (ours are offline stand-ins); `unknown` = not in "
+                  f"baselines/{table.source_file}.yaml."]
+    lines += [f"* {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def render_latex(frame: pd.DataFrame) -> str:
+    latex = frame.map(_latex_text)
+    latex.columns = [_latex_text(c) for c in frame.columns]
+    return latex.to_latex(index=False)
+
+
+def _directions(domain: str) -> dict[str, bool]:
+    return {m.name: m.higher_is_better for m in all_tasks()[domain].metrics}
+
+
+def check_domains(domains: list[str] | None) -> list[str]:
+    """The domains to reproduce: those asked for, or every available one; unknown ones are an error."""
+    available, missing = all_tasks(), unavailable_tasks()
+    for domain in domains or []:
+        if domain in missing:
+            raise ConfigError(f"domain {domain!r} is unavailable: {missing[domain]}")
+        if domain not in available or domain not in TABLES:
+            raise ConfigError(f"unknown domain {domain!r}; known: {', '.join(sorted(set(available) & set(TABLES)))}")
+    if domains:
+        return domains
+    for domain, why in sorted(missing.items()):
+        print(f"note: skipping {domain}: {why}", file=sys.stderr)
+    return sorted(d for d in available if d in TABLES)
+
+
+def plan_suite(domains: list[str], scale: str, seeds: int):
+    """Every offline cell of the domains with their table's methods; and the notes about (cell, method)
+    pairs that do not apply (FM is BP only), which the tables repeat."""
+    runs, notes = [], []
+    for domain in domains:
+        more, why = plan([f"{domain}/{TABLES[domain].cells}"], list(TABLES[domain].methods), scale, list(range(seeds)))
+        runs += more
+        notes += why
+    return runs, notes
+
+
+def run_suite(runs: list, results: Path, device: str) -> None:
+    """Run what is not recorded yet, with the suite's progress bar; list the runs that did not end ok."""
+    todo = pending(runs, results)
+    print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already recorded in {results}/runs, "
+          f"{len(todo)} to run", file=sys.stderr)
+    for record in run_local(todo, results, device):
+        if record["status"] != "ok":
+            print(f"{record['domain']}/{record['dataset']}/{record['model']} {record['method']} "
+                  f"seed={record['seed']}: {record['status']}", file=sys.stderr)
+
+
+def write_outputs(domains: list[str], scale: str, results: Path, baselines: Path,
+                  notes: list[str] | None = None) -> list[Path]:
+    """Tables (markdown, LaTeX) and figures from the ``scale`` records under ``results``."""
+    published = load_published(baselines)
+    records = [r for r in iter_records(results) if r.get("scale") == scale]
+    out = Path(results) / "reproduce"
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for domain in domains:
+        table = TABLES[domain]
+        mine = [r for r in records if r["domain"] == domain and r["method"] in table.methods]
+        if not mine:
+            print(f"note: no {scale} records of {domain} under {results}/runs", file=sys.stderr)
+            continue
+        frame = paper_table(table, domain, mine, published, _directions(domain))
+        domain_notes = [n for n in notes or [] if n.startswith(f"{domain}/")]
+        for suffix, text in (("md", render_markdown(table, frame, scale, domain_notes)), ("tex", render_latex(frame))):
+            path = out / f"{table.name}.{suffix}"
+            path.write_text(text)
+            written.append(path)
+        written += domain_figures(domain, mine, table.methods, table.label, out / "figures")
+    return written
+
+
+def reproduce(scale: str, results: Path | None = None, seeds: int | None = None, device: str = "cpu",
+              domains: list[str] | None = None, run: bool = True, baselines: Path = Path("baselines")) -> list[Path]:
+    """The whole command: check the input, run what is missing (unless ``run`` is false), write the outputs."""
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    if seeds is not None and seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    chosen = check_domains(domains)
+    load_published(baselines)  # fail on a missing baselines dir or matplotlib before hours of training
+    pyplot()
+    results = Path(results) if results is not None else Path("results") / scale
+    runs, notes = plan_suite(chosen, scale, seeds or SEEDS[scale])
+    if run:
+        run_suite(runs, results, device)
+    return write_outputs(chosen, scale, results, baselines, notes)
+
