@@ -147,7 +147,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.write:
         from .task import all_tasks
 
-        written = write_tables(Path(args.results))
+        written = write_tables(Path(args.results), baselines=Path(args.baselines))
         for task in all_tasks().values():
             written += task.figures(Path(args.results))
         for path in written:
@@ -303,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", help="only this scale")
     p.add_argument("--domain", help="only this domain")
     p.add_argument("--write", action="store_true", help="write RESULTS/tables/<domain>.md and .tex instead of printing")
+    p.add_argument("--baselines", default="baselines",
+                   help="with --write: published numbers (paper.yaml, biotorch.yaml) shown under each domain's table")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("leaderboard", help="static HTML site (--html DIR) and/or W&B tables (--wandb) from the records")
