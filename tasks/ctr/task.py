@@ -55,6 +55,8 @@ class CTRData:
 def _encoded(dataset: str, rows: int, path: str | None, min_count: int) -> logs.Encoded:
     if dataset == "synthetic":
         return logs.synthetic(rows, seed=0)
+    if dataset == "synthetic-rank1":
+        return logs.synthetic(rows, seed=0, interaction_rank=1)
     if dataset == "movielens":
         return logs.movielens()
     return logs.criteo(path, min_count)
@@ -71,8 +73,10 @@ class CTRTask(Task):
         "synthetic": "Criteo-shaped generator: 13 integer + 26 categorical fields, planted interactions, CTR 0.25",
         "movielens": "MovieLens-100K from the recbole wheel: click = rating >= 4; 7 user/item fields",
         "criteo": "Criteo Kaggle train.txt from --set path=... (official; cached after one pass)",
+        "synthetic-rank1": "the synthetic logs with rank-1 interactions (a diagnostic; run only when named)",
     }
-    explicit_datasets = frozenset({"criteo"})
+    # Named literally or not at all: official data, and the diagnostic variant of the synthetic logs.
+    explicit_datasets = frozenset({"criteo", "synthetic-rank1"})
     models = {"lr": "logistic regression (the floor; BP only)", "fm": "factorization machine (BP only)",
               "deepfm": "DeepFM: FM + 400-400-400 MLP", "dcn": "deep & cross network: 3 cross layers + MLP",
               "autoint": "AutoInt+: 3 self-attention layers over fields + MLP",
