@@ -73,8 +73,8 @@ TABLES: dict[str, PaperTable] = {
         ("bp", "dfa", "shallow"), ("psnr", "ssim"), "paper", labels={"dfa": "DFA"}),
     "vision": PaperTable(
         "vision", "CNNs (not in the paper): test top-1 error (%), biotorch's published numbers beside ours",
-        ("bp", "dfa", "dfa-head", "shallow"), ("top1_error",), "biotorch",
-        labels={"dfa": "DFA", "dfa-head": "DFA head"}, published_models={"resnet": "resnet20"},
+        ("bp", "dfa", "dfa-head", "hybrid", "fa", "shallow"), ("top1_error",), "biotorch",
+        labels={"dfa": "DFA", "dfa-head": "DFA head", "hybrid": "hybrid BP/DFA", "fa": "FA"},
         source_file="biotorch", models=("lenet", "resnet")),
     "mlp": PaperTable(
         "mlp", "The DFA survey's MLP experiment and its ablations (test accuracy)",
@@ -217,11 +217,12 @@ def run_suite(runs: list, results: Path, device: str) -> None:
 
 
 def write_outputs(domains: list[str], scale: str, results: Path, baselines: Path,
-                  notes: list[str] | None = None) -> list[Path]:
-    """Tables (markdown, LaTeX) and figures from the ``scale`` records under ``results``."""
+                  notes: list[str] | None = None, out: Path | None = None, figures: bool = True) -> list[Path]:
+    """Tables (markdown, LaTeX) and figures from the ``scale`` records under ``results``, into
+    ``out`` (default ``results/reproduce``)."""
     published = load_published(baselines)
     records = [r for r in iter_records(results) if r.get("scale") == scale]
-    out = Path(results) / "reproduce"
+    out = Path(out) if out is not None else Path(results) / "reproduce"
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for domain in domains:
@@ -236,7 +237,8 @@ def write_outputs(domains: list[str], scale: str, results: Path, baselines: Path
             path = out / f"{table.name}.{suffix}"
             path.write_text(text)
             written.append(path)
-        written += domain_figures(domain, mine, table.methods, table.label, out / "figures")
+        if figures:
+            written += domain_figures(domain, mine, table.methods, table.label, out / "figures")
     return written
 
 

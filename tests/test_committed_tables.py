@@ -19,3 +19,19 @@ def test_committed_tables_match_the_committed_records(results, tmp_path):
     for name, text in regenerated.items():
         assert committed[name] == text, f"{results.name}/tables/{name} differs from its records: " \
                                         f"run `dfabench table --results results/{results.name} --write`"
+
+
+def test_committed_paper_tables_match_the_committed_records(tmp_path):
+    """results/small/reproduce/*.md (what `dfabench reproduce --scale small --no-run` writes)."""
+    from dfabench.reproduce import TABLES, plan_suite, write_outputs
+
+    results = ROOT / "results" / "small"
+    committed = {p.name: p.read_text() for p in sorted((results / "reproduce").glob("*.md"))}
+    domains = sorted(TABLES)
+    _, notes = plan_suite(domains, "small", 3)
+    regenerated = {p.name: p.read_text() for p in write_outputs(domains, "small", results, ROOT / "baselines", notes,
+                                                                 out=tmp_path, figures=False) if p.suffix == ".md"}
+    assert sorted(committed) == sorted(regenerated), "run `dfabench reproduce --scale small --no-run`"
+    for name, text in regenerated.items():
+        assert committed[name] == text, f"results/small/reproduce/{name} is stale: " \
+                                        "run `dfabench reproduce --scale small --no-run`"
