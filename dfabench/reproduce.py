@@ -82,9 +82,10 @@ TABLES: dict[str, PaperTable] = {
 }
 
 
-def load_published(baselines: Path) -> dict[str, dict]:
-    """``{source_file: {cell: entry}}`` of the published-numbers files; paper.yaml must exist (without
-    it every published number would print as unknown for no good reason)."""
+def load_published_by_source(baselines: Path) -> dict[str, dict]:
+    """``{source_file: {cell: entry}}`` of the published-numbers files, kept apart because each paper
+    table reads one source (``dfabench.published.load_published`` merges them for the domain tables);
+    paper.yaml must exist (without it every published number would print as unknown for no good reason)."""
     baselines = Path(baselines)
     if not (baselines / "paper.yaml").exists():
         raise ConfigError(f"no {baselines}/paper.yaml: run from the repository root or pass --baselines DIR")
@@ -220,7 +221,7 @@ def write_outputs(domains: list[str], scale: str, results: Path, baselines: Path
                   notes: list[str] | None = None, out: Path | None = None, figures: bool = True) -> list[Path]:
     """Tables (markdown, LaTeX) and figures from the ``scale`` records under ``results``, into
     ``out`` (default ``results/reproduce``)."""
-    published = load_published(baselines)
+    published = load_published_by_source(baselines)
     records = [r for r in iter_records(results) if r.get("scale") == scale]
     out = Path(out) if out is not None else Path(results) / "reproduce"
     out.mkdir(parents=True, exist_ok=True)
@@ -250,7 +251,7 @@ def reproduce(scale: str, results: Path | None = None, seeds: int | None = None,
     if seeds is not None and seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     chosen = check_domains(domains)
-    load_published(baselines)  # fail on a missing baselines dir or matplotlib before hours of training
+    load_published_by_source(baselines)  # fail on a missing baselines dir or matplotlib before hours of training
     pyplot()
     results = Path(results) if results is not None else Path("results") / scale
     runs, notes = plan_suite(chosen, scale, seeds or SEEDS[scale])
