@@ -82,9 +82,19 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"config key {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     if not config.selectors:
         raise ConfigError("no selector given: e.g. dfabench run 'mlp/*/*'")
-    if config.device not in ("cpu", "cuda") and not config.device.startswith("cuda:"):
-        raise ConfigError(f"unknown device {config.device!r}; use cpu or cuda")
+    _check_device(config.device, will_run=False)
     return config
+
+
+def _check_device(device: str, will_run: bool) -> None:
+    """An unknown device is bad input; so is CUDA that torch cannot see when something will train."""
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r}; use cpu or cuda")
+    if will_run and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -102,8 +112,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import torch
-
     from .harness.executor import pending, run_local
     from .harness.plan import plan
 
@@ -112,8 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     runs, notes = plan(config.selectors, _split(config.method), config.scale, list(range(config.seeds)),
                        overrides=config.set)
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+    _check_device(config.device, will_run=True)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     results = Path(config.results)
@@ -245,13 +252,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     per paper table and the figures under RESULTS/reproduce/."""
     from .reproduce import reproduce
 
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise ConfigError(f"unknown device {args.device!r}; use cpu or cuda")
-    if args.device.startswith("cuda") and not args.no_run:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+    _check_device(args.device, will_run=not args.no_run)
     domains = _split(args.domains) if args.domains else None
     written = reproduce(args.scale, Path(args.results) if args.results else None, args.seeds, args.device, domains,
                         run=not args.no_run, baselines=Path(args.baselines))

@@ -14,6 +14,8 @@ from typing import Iterable
 import pandas as pd
 import yaml
 
+from .tables import format_mean
+
 PUBLISHED_FILES = ("paper.yaml", "biotorch.yaml")
 
 
@@ -54,8 +56,7 @@ def _ours(records: list[dict], cell: str, method: str, metric: str) -> str:
     if not values:
         return "not run"
     series = pd.Series(values)
-    spread = f" ± {series.std():.2g}" if len(values) > 1 else ""
-    return f"{series.mean():.4g}{spread} (n={len(values)})"
+    return format_mean(series.mean(), series.std(), len(values))
 
 
 def published_markdown(published: dict, domain: str, records: Iterable[dict]) -> str:

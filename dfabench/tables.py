@@ -68,7 +68,8 @@ def paired_gaps(frame: pd.DataFrame, reference: str = "bp") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CELL + ["method", "gap", "ci95", "pairs"])
 
 
-def _fmt(mean: float, std: float, n: int, digits: int = 4) -> str:
+def format_mean(mean: float, std: float, n: int, digits: int = 4) -> str:
+    """'mean ± std (n=N)' as every table prints it; '—' without runs, no spread for one."""
     if n == 0 or mean != mean:
         return "—"
     spread = f" ± {std:.2g}" if std == std else ""
@@ -96,7 +97,7 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
                 row[method] = ""
                 continue
             m = by_method.loc[method]
-            text = _fmt(m["mean"], m["std"], int(m["n"]))
+            text = format_mean(m["mean"], m["std"], int(m["n"]))
             if int(m["failed"]):
                 text += f" [{int(m['failed'])} failed]"
             row[method] = f"**{text}**" if method == best and len(ok_means) > 1 else text

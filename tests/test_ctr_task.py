@@ -131,7 +131,9 @@ def test_smoke_run_on_a_written_criteo_file(tmp_path):
     runs, _ = plan(["ctr/criteo/deepfm"], ["dfa"], "smoke", [0], overrides={"path": str(source), "min_count": 2})
     record = run_one(runs[0], tmp_path / "results")
     assert record["status"] == "ok" and 0.0 <= record["metrics"]["test"]["auc"] <= 1.0
-    assert record["extras"]["samples_per_s"] > 0 and 0 <= record["extras"]["batching_share"] < 1
+    assert record["timings"]["item_unit"] == "samples" and 0 <= record["extras"]["batching_share"] < 1
+    rows = record["timings"]["steps"] * record["hparams"]["batch_size"]  # every smoke batch is full or the tail
+    assert 0 < record["timings"]["train_items_per_s"] <= rows / record["timings"]["train_s"]
 
 
 @pytest.mark.parametrize("name", ["dcn", "autoint"])

@@ -46,8 +46,7 @@ class CTRData:
     splits: dict[str, torch.Tensor]  # split -> row indices
     field_dims: list[int]
     source: str
-    samples: int = 0  # training throughput bookkeeping (see train_batches)
-    train_s: float = 0.0
+    train_s: float = 0.0  # batching bookkeeping (see train_batches); throughput is the runner's
     batching_s: float = 0.0
 
 
@@ -120,7 +119,6 @@ class CTRTask(Task):
             index = order[start:start + hp.batch_size]
             batch = (data.x[index], data.y[index])
             data.batching_s += time.perf_counter() - t0
-            data.samples += len(index)
             yield batch
         data.train_s += time.perf_counter() - started
 
@@ -140,7 +138,6 @@ class CTRTask(Task):
         return f"{data.source}:" + tensor_fingerprint(data.x[:100_000], data.y)
 
     def extras(self, model, data: CTRData, hp, run_dir):
-        return {"samples_per_s": data.samples / data.train_s if data.train_s else None,
-                "batching_share": data.batching_s / data.train_s if data.train_s else None,
+        return {"batching_share": data.batching_s / data.train_s if data.train_s else None,
                 "base_rate": float(data.y[data.splits["train"]].mean()),
                 "floors": {"auc": floor(0.5, "a random ranking")}}
