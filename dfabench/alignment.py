@@ -76,3 +76,31 @@ def measure(model: nn.Module, method: Method, forward: Callable[[], Any], loss_f
     report["mean_grad_cos"] = sum(values) / len(values) if values else None
     report["update_cos"] = _cosine(method_grads, true_param_grads)
     return report
+
+
+def inactive_units(model: nn.Module, forward: Callable[[], Any]) -> dict[str, float]:
+    """Per feedback point: the fraction of its units that output exactly zero on every example of
+    one forward pass (dead ReLUs). DFA pushes every example's hidden units along the same fixed
+    direction ``B e``; where the error has one sign for most examples this drives units to zero
+    for good, which BP's gradients do not. Under ``no_grad`` and in eval mode."""
+    from .engine.points import FeedbackPoint
+
+    names = {module: name for name, module in model.named_modules() if isinstance(module, FeedbackPoint)}
+    seen: dict[str, torch.Tensor] = {}
+
+    def record(module, _inputs, output):
+        active = (output != 0).reshape(-1, output.shape[-1]).any(0)
+        name = names[module]
+        seen[name] = seen[name] | active if name in seen else active
+
+    hooks = [module.register_forward_hook(record) for module in names]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            forward()
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return {name: float(1 - active.float().mean()) for name, active in seen.items()}

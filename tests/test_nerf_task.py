@@ -48,8 +48,10 @@ def test_llff_layout_ndc(tmp_path):
         rows.append(np.concatenate([pose.reshape(-1), [1.0, 10.0]]))
     np.save(tmp_path / "poses_bounds.npy", np.array(rows))
     splits = load_llff(tmp_path)
-    assert splits["train"].rays.shape == (7, h * w, 6) and splits["test"].rays.shape == (2, h * w, 6)
+    # test: every 8th view (0, 8); validation: the one between (4), out of training; no view in two splits
+    assert [splits[s].rays.shape[0] for s in ("train", "val", "test")] == [6, 1, 2]
     assert torch.allclose(splits["test"].rgb[1, 0], torch.full((3,), 160 / 255))
+    assert torch.allclose(splits["val"].rgb[0, 0], torch.full((3,), 80 / 255))
     # NDC: origins on the near plane z = -1, ray ends at z = +1 within [-1, 1]^2 for in-frame pixels
     o, d = splits["train"].rays[0, :, :3], splits["train"].rays[0, :, 3:]
     assert torch.allclose(o[:, 2], torch.full((h * w,), -1.0), atol=1e-5)
@@ -69,6 +71,31 @@ def test_procedural_scenes_deterministic_and_distinct(tmp_path):
 def _model():
     torch.manual_seed(0)
     return NeRF(depth=3, width=16, pos_freqs=3, dir_freqs=2, skip=1, n_coarse=6, n_fine=5)
+
+
+def test_validation_and_test_views_do_not_share_poses(tmp_path):
+    """Early stopping picks the checkpoint on validation views: they must not be the test views."""
+    root = write_procedural(tmp_path, "blobs", 8, seed=0, n_train=3, n_val=4, n_test=4)
+    poses = {split: [np.array(f["transform_matrix"]) for f in json.loads((root / f"transforms_{split}.json").read_text())["frames"]]
+             for split in ("train", "val", "test")}
+    for a in poses["val"]:
+        assert all(np.abs(a - b).max() > 0.1 for b in poses["test"] + poses["train"])
+
+
+def test_inactive_units_counts_relus_silent_on_every_example():
+    from torch import nn
+
+    from dfabench.alignment import inactive_units
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), FeedbackPoint(), nn.Linear(4, 1))
+    with torch.no_grad():
+        net[0].weight.fill_(0.0)
+        net[0].bias.copy_(torch.tensor([1.0, -1.0, 1.0, 1.0]))  # unit 1 is dead on every input
+        net[0].weight[2, 0] = 5.0  # unit 2 is silent for x0 < -0.2 only: alive on the batch
+    x = torch.tensor([[-1.0, 0, 0], [1.0, 0, 0]])
+    net.train()
+    assert inactive_units(net, lambda: net(x)) == {"2": 0.25}
+    assert net.training  # mode restored
 
 
 def test_feedback_points_after_every_hidden_relu():
@@ -152,6 +179,7 @@ def test_smoke_run_end_to_end(tmp_path):
         extras = task.extras(model, data, hp, tmp_path / "run")
     assert set(metrics) == {"psnr", "ssim"} and 0 < metrics["psnr"] < 60
     assert len(extras["test_psnr_per_view"]) == 1 and extras["mean_colour_baseline_psnr"] > 0
+    assert len(extras["dead_units"]) == 2 * (hp.depth + 1) and all(0 <= v <= 1 for v in extras["dead_units"].values())
     assert (tmp_path / "run" / "renders" / "test_000.png").exists()
 
 
@@ -164,5 +192,28 @@ def test_concurrent_runs_render_a_procedural_scene_once(tmp_path):
             f"write_procedural({str(tmp_path)!r}, 'blobs', 8, 0, n_train=3, n_val=1, n_test=1)")
     procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(4)]
     assert [p.wait() for p in procs] == [0, 0, 0, 0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs_8_s0"]
-    assert len(list((tmp_path / "blobs_8_s0" / "train").glob("*.png"))) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs_8_s0_v2"]
+    assert len(list((tmp_path / "blobs_8_s0_v2" / "train").glob("*.png"))) == 3
+
+
+def test_an_epoch_is_steps_per_epoch_batches_of_fresh_passes(tmp_path):
+    """steps_per_epoch longer than one pass over the training rays: the rays are drawn pass after
+    pass, each pass a permutation (every ray once); without it an epoch is exactly one pass."""
+    from dfabench.task import all_tasks
+
+    task = all_tasks()["nerf"]
+    hp = task.HParams(resolution=8, batch_size=32, steps_per_epoch=None, cache_dir=str(tmp_path))
+    data = task.load_data("blobs", hp, 0, "smoke", torch.device("cpu"))
+    rays = data.train.rays.reshape(-1, 6)
+    per_pass = len(rays) // 32
+    one_pass = list(task.train_batches(data, hp, torch.Generator().manual_seed(0)))
+    assert len(one_pass) == per_pass
+
+    hp = hp.model_copy(update={"steps_per_epoch": 3 * per_pass})
+    batches = task.train_batches(data, hp, torch.Generator().manual_seed(0))
+    drawn = [next(batches)[0] for _ in range(3 * per_pass)]
+    index = {tuple(r.tolist()): i for i, r in enumerate(rays)}
+    for p in range(3):
+        seen = [index[tuple(r.tolist())] for b in drawn[p * per_pass:(p + 1) * per_pass] for r in b]
+        assert len(seen) == len(set(seen)) == per_pass * 32  # no ray twice within a pass
+    assert not torch.equal(drawn[0], drawn[per_pass])  # the next pass is a fresh order

@@ -76,8 +76,11 @@ def render_procedural(name: str, c2w: np.ndarray, h: int, w: int, focal: float, 
 
 
 def write_procedural(root: Path, name: str, res: int, seed: int, n_train=40, n_val=4, n_test=4) -> Path:
-    """Render `name` at orbit poses into root/name_res (Blender layout); deterministic from seed."""
-    out = Path(root) / f"{name}_{res}_s{seed}"
+    """Render `name` at orbit poses into root/name_res (Blender layout); deterministic from seed.
+    Training views at random poses; validation and test views evenly around the orbit at mid
+    elevation, the test views half a step further round, so no view is in two splits."""
+    # v2: the layout since validation and test views stopped sharing poses (a v1 cache had them equal)
+    out = Path(root) / f"{name}_{res}_s{seed}_v2"
     if (out / "transforms_test.json").exists():
         return out
     rng = np.random.default_rng(seed)
@@ -91,7 +94,8 @@ def write_procedural(root: Path, name: str, res: int, seed: int, n_train=40, n_v
         (tmp / split).mkdir(exist_ok=True)
         frames = []
         for k in range(n):
-            theta = rng.uniform(0, 2 * math.pi) if split == "train" else 2 * math.pi * (k + 0.5) / n
+            offset = {"val": 0.25, "test": 0.75}.get(split, 0.0)
+            theta = rng.uniform(0, 2 * math.pi) if split == "train" else 2 * math.pi * (k + offset) / n
             phi = rng.uniform(0.15, 0.9) if split == "train" else 0.5
             c2w = orbit_pose(theta, phi, 4.0)
             img = render_procedural(name, c2w, res, res, focal)
@@ -139,7 +143,9 @@ def ndc_rays(rays: np.ndarray, h: int, w: int, focal: float, near: float = 1.0) 
 
 
 def load_llff(root: str | Path, downscale: int = 1, holdout: int = 8) -> dict[str, Views]:
-    """LLFF layout (poses_bounds.npy + images/); every `holdout`-th view is test (and val)."""
+    """LLFF layout (poses_bounds.npy + images/). Every `holdout`-th view is test (the NeRF protocol);
+    the view halfway between two test views is validation, taken out of training: NeRF's own code
+    validates on the test views, which would pick the checkpoint on test here."""
     root = Path(root)
     pb = np.load(root / "poses_bounds.npy")
     poses = pb[:, :15].reshape(-1, 3, 5)
@@ -160,6 +166,7 @@ def load_llff(root: str | Path, downscale: int = 1, holdout: int = 8) -> dict[st
         rays.append(ndc_rays(camera_rays(c2w, h, w, focal), h, w, focal))
         rgbs.append(a.reshape(-1, 3))
     rays, rgbs = torch.from_numpy(np.stack(rays)), torch.from_numpy(np.stack(rgbs))
-    test = torch.arange(len(files)) % holdout == 0
+    index = torch.arange(len(files))
+    test, val = index % holdout == 0, index % holdout == holdout // 2
     views = lambda m: Views(rays[m], rgbs[m], (h, w))
-    return {"train": views(~test), "val": views(test), "test": views(test)}
+    return {"train": views(~test & ~val), "val": views(val), "test": views(test)}

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from dfabench.alignment import inactive_units
 from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_fingerprint
 
 from .data import Views, load_blender, load_llff, write_procedural
@@ -69,6 +70,7 @@ def _load(dataset: str, data_dir: str | None, cache: str, res: int, downscale: i
                  for s in ("train", "val", "test")}
         return SceneData(**split, near=2.0, far=6.0, white_bkgd=True, source=f"blender:{data_dir}")
     split = load_llff(data_dir, downscale)
+    split.update({s: Views(v.rays[:max_eval], v.rgb[:max_eval], v.hw) for s, v in split.items() if s != "train"})
     return SceneData(**split, near=0.0, far=1.0, white_bkgd=False, source=f"llff:{data_dir}")
 
 
@@ -107,12 +109,17 @@ class NeRFTask(Task):
     throughput_unit = "rays"
 
     def train_batches(self, data: SceneData, hp, generator):
-        """Random rays from all training views; an epoch is steps_per_epoch batches (or one pass)."""
+        """Random rays from all training views. With steps_per_epoch set (every scale does) the rays
+        are drawn pass after pass, each a fresh permutation, until the runner has taken that many
+        batches; without it an epoch is one pass."""
         rays, rgb = data.train.rays.reshape(-1, 6), data.train.rgb.reshape(-1, 3)
-        order = torch.randperm(len(rays), generator=generator).to(rays.device)
-        for start in range(0, len(rays) - hp.batch_size + 1, hp.batch_size):
-            idx = order[start:start + hp.batch_size]
-            yield rays[idx], rgb[idx]
+        while True:
+            order = torch.randperm(len(rays), generator=generator).to(rays.device)
+            for start in range(0, len(rays) - hp.batch_size + 1, hp.batch_size):
+                idx = order[start:start + hp.batch_size]
+                yield rays[idx], rgb[idx]
+            if hp.steps_per_epoch is None:
+                return
 
     def loss(self, output, batch, model, hp):
         coarse, fine = output
@@ -160,8 +167,12 @@ class NeRFTask(Task):
             Image.fromarray(arr).save(run_dir / "renders" / f"test_{k:03d}.png")
             gt = (data.test.rgb[k].reshape(h, w, 3).cpu().numpy() * 255).round().astype(np.uint8)
             Image.fromarray(gt).save(run_dir / "renders" / f"gt_{k:03d}.png")
+        train_rays = data.train.rays.reshape(-1, 6)
+        rays = train_rays[torch.randperm(len(train_rays), generator=torch.Generator().manual_seed(0))[:4096]]
         return {"test_psnr_per_view": psnrs, "test_ssim_per_view": ssims,
-                "mean_colour_baseline_psnr": baseline, "renders_dir": str(run_dir / "renders")}
+                "mean_colour_baseline_psnr": baseline, "renders_dir": str(run_dir / "renders"),
+                # fraction of each point's ReLUs silent on 4,096 training rays (see inactive_units)
+                "dead_units": inactive_units(model, lambda: model(rays))}
 
 
 def comparison_image(run_dirs_by_method: dict[str, str | Path], out_path: str | Path, view: int = 0) -> Path:
