@@ -36,11 +36,12 @@ class TrainHParams(BaseModel):
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = Field(0.0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["none", "step", "cosine", "plateau", "noam"] = "none"
+    schedule: Literal["none", "step", "cosine", "plateau", "noam", "exponential", "warmup"] = "none"
     step_size: int = Field(2, ge=1, description="epochs between decays for schedule=step")
-    gamma: float = Field(0.1, gt=0, description="decay factor for step and plateau schedules")
+    gamma: float = Field(0.1, gt=0, description="decay factor for step and plateau schedules; for exponential, "
+                         "the factor over the whole run (lr ends at lr * gamma)")
     plateau_patience: int = Field(1, ge=0)
-    warmup_steps: int = Field(4000, ge=1, description="for schedule=noam")
+    warmup_steps: int = Field(4000, ge=1, description="for schedule=noam and schedule=warmup")
     grad_clip: float | None = Field(None, gt=0)
     patience: int | None = Field(None, ge=1, description="early stopping: evaluations without improvement")
     eval_every: int = Field(1, ge=1, description="epochs between validation passes")

@@ -252,3 +252,35 @@ def test_provenance_of_a_copy_without_git_comes_from_the_environment(monkeypatch
         assert provenance.git_state() == {"commit": "0123abc", "dirty": False}
     finally:
         provenance.git_state.cache_clear()
+
+
+def test_exponential_schedule_ends_at_lr_times_gamma():
+    """NeRF's rule: lr decays geometrically, per epoch, from lr to lr * gamma over the run."""
+    from dfabench.harness.optim import Schedule, build_optimizer
+
+    hp = TrainHParams(lr=1e-3, epochs=10, schedule="exponential", gamma=0.1)
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], hp)
+    schedule, rates = Schedule(optimizer, hp), []
+    for _ in range(hp.epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_step()  # per-step calls leave it alone
+        schedule.after_epoch()
+    assert rates[0] == pytest.approx(1e-3)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    ratios = [b / a for a, b in zip(rates, rates[1:])]
+    assert ratios == pytest.approx([0.1 ** 0.1] * 9)
+
+
+def test_warmup_schedule_ramps_linearly_then_holds():
+    from dfabench.harness.optim import Schedule, build_optimizer
+
+    hp = TrainHParams(lr=1e-3, epochs=2, schedule="warmup", warmup_steps=4)
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], hp)
+    schedule, rates = Schedule(optimizer, hp), []
+    for _ in range(7):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_step()
+        schedule.after_epoch()  # per-epoch calls leave it alone
+    assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-3])

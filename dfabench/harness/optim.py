@@ -24,6 +24,13 @@ class Schedule:
             self.scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.step_size, gamma=hp.gamma)
         elif self.kind == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.epochs)
+        elif self.kind == "exponential":
+            # NeRF's rule (lr decays exponentially to lr * gamma over training), applied per epoch.
+            self.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=hp.gamma ** (1 / hp.epochs))
+        elif self.kind == "warmup":
+            # A linear ramp from lr / warmup_steps to lr over the first warmup_steps steps, then constant.
+            warmup = hp.warmup_steps
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         elif self.kind == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=hp.gamma, patience=hp.plateau_patience)
@@ -38,11 +45,11 @@ class Schedule:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, noam)
 
     def after_step(self) -> None:
-        if self.kind == "noam":
+        if self.kind in ("noam", "warmup"):
             self.scheduler.step()
 
     def after_epoch(self) -> None:
-        if self.kind in ("step", "cosine"):
+        if self.kind in ("step", "cosine", "exponential"):
             self.scheduler.step()
 
     def after_eval(self, loss_like: float) -> None:
