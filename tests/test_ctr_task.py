@@ -87,6 +87,19 @@ def test_synthetic_logs_are_deterministic_with_the_base_rate():
     assert "ctr/synthetic-rank1/dcn" in match_cells(["ctr/synthetic-rank1/*"])
 
 
+def test_synthetic_knobs_move_the_signal_between_first_order_and_interactions():
+    default = logs.synthetic(20_000, seed=4)
+    assert default.planted["interaction_share"] > 0.8  # the default logs: mostly interactions
+    assert default.planted["oracle_auc"] > default.planted["first_order_auc"] + 0.2
+    milder = logs.synthetic(20_000, seed=4, first_order_std=0.5, first_order_every=1, interaction_scale=0.6)
+    assert np.array_equal(milder.x, default.x)  # same rows, other clicks
+    assert milder.planted["interaction_share"] < 0.5
+    assert milder.planted["first_order_auc"] > default.planted["first_order_auc"] + 0.1
+    first_only = logs.synthetic(20_000, seed=4, interaction_scale=0.0)
+    assert first_only.planted["interaction_share"] == 0.0
+    assert first_only.planted["oracle_auc"] == first_only.planted["first_order_auc"]
+
+
 def test_fm_interaction_is_the_sum_over_pairs():
     e = torch.randn(2, 4, 3)
     pairs = sum((e[:, i] * e[:, j]).sum(1) for i in range(4) for j in range(i + 1, 4))

@@ -44,6 +44,7 @@ class Encoded:
     y: np.ndarray
     field_dims: list[int]
     fields: list[str]
+    planted: dict[str, float] | None = None  # synthetic logs: how much of the click logit is learnable
 
 
 def bucket_integer(values: pd.Series) -> pd.Series:
@@ -139,10 +140,13 @@ def movielens(directory: Path | None = None) -> Encoded:
 
 
 def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int = 2,
-              interaction_rank: int = 4) -> Encoded:
+              interaction_rank: int = 4, first_order_std: float = 0.3, first_order_every: int = 3,
+              interaction_scale: float = 1.0) -> Encoded:
     """``interaction_rank``: length of the hidden value vectors whose dot products make the planted
     interactions (4 by default); the interaction terms are scaled so their variance does not depend
-    on it. Rank 1 makes every interaction a product of per-value scalars."""
+    on it. Rank 1 makes every interaction a product of per-value scalars. Every
+    ``first_order_every``-th field has first-order weights of std ``first_order_std``;
+    ``interaction_scale`` multiplies the interaction terms."""
     rng = np.random.default_rng(seed)
     data = {"label": np.zeros(rows)}
     for f in INT_FIELDS:
@@ -161,14 +165,16 @@ def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int 
     x = _encode(strings, vocab, fields)
     # The planted click model, on the encoded values (each value of each field gets hidden weights).
     dims = [len(vocab[f]) + 1 for f in fields]
-    first = [rng.normal(0, 0.3, d) for d in dims]
+    first = [rng.normal(0, first_order_std, d) for d in dims]
     vectors = [rng.normal(0, 1, (d, interaction_rank)) for d in dims]
-    strength = math.sqrt(4 / interaction_rank)
-    logit = sum(first[j][x[:, j]] for j in range(0, len(fields), 3))
+    strength = interaction_scale * math.sqrt(4 / interaction_rank)
+    first_order = sum(first[j][x[:, j]] for j in range(0, len(fields), first_order_every))
+    interactions = np.zeros(rows)
     pairs = [(13, 14), (15, 20), (0, 16), (3, 25), (17, 30), (5, 21)]
     for a, b in pairs:
-        logit = logit + 0.6 * strength * (vectors[a][x[:, a]] * vectors[b][x[:, b]]).sum(1)
-    logit = logit + 0.4 * strength * (vectors[18][x[:, 18]] * vectors[22][x[:, 22]] * vectors[27][x[:, 27]]).sum(1)
+        interactions = interactions + 0.6 * strength * (vectors[a][x[:, a]] * vectors[b][x[:, b]]).sum(1)
+    interactions = interactions + 0.4 * strength * (vectors[18][x[:, 18]] * vectors[22][x[:, 22]] * vectors[27][x[:, 27]]).sum(1)
+    logit = first_order + interactions
     # shift the logit so that the mean click probability is the base rate (bisection on the bias)
     low, high = -20.0, 20.0
     for _ in range(60):
@@ -177,7 +183,19 @@ def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int 
         low, high = (bias, high) if rate < base_rate else (low, bias)
     p = 1 / (1 + np.exp(-(logit + bias)))
     y = (rng.random(rows) < p).astype(np.float32)
-    return Encoded(x, y, dims, fields)
+    return Encoded(x, y, dims, fields, planted_summary(y, first_order, interactions))
+
+
+def planted_summary(y: np.ndarray, first_order: np.ndarray, interactions: np.ndarray) -> dict[str, float]:
+    """What a model could learn from the synthetic logs: the share of the planted logit's variance
+    in the interaction terms, and the AUC of the planted logit (the ceiling) and of its first-order
+    part alone (what per-value scalars can reach)."""
+    from sklearn.metrics import roc_auc_score
+
+    first_var, inter_var = float(np.var(first_order)), float(np.var(interactions))
+    return {"interaction_share": inter_var / (first_var + inter_var),
+            "oracle_auc": float(roc_auc_score(y, first_order + interactions)),
+            "first_order_auc": float(roc_auc_score(y, first_order))}
 
 
 def split(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

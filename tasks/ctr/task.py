@@ -46,6 +46,7 @@ class CTRData:
     splits: dict[str, torch.Tensor]  # split -> row indices
     field_dims: list[int]
     source: str
+    planted: dict[str, float] | None = None  # synthetic logs: see data.planted_summary
     train_s: float = 0.0  # batching bookkeeping (see train_batches); throughput is the runner's
     batching_s: float = 0.0
 
@@ -103,7 +104,7 @@ class CTRTask(Task):
         x = torch.from_numpy(np.asarray(encoded.x, dtype=np.int64)).to(device)
         y = torch.from_numpy(np.asarray(encoded.y, dtype=np.float32)).to(device)
         splits = {name: torch.from_numpy(idx).to(device) for name, idx in (("train", train), ("val", val), ("test", test))}
-        return CTRData(x, y, splits, encoded.field_dims, dataset)
+        return CTRData(x, y, splits, encoded.field_dims, dataset, encoded.planted)
 
     def build_model(self, model, hp: CTRHParams, data: CTRData):
         return MODELS[model](data.field_dims, dim=hp.embedding_dim, hidden=hp.hidden, dropout=hp.dropout,
@@ -140,4 +141,5 @@ class CTRTask(Task):
     def extras(self, model, data: CTRData, hp, run_dir):
         return {"batching_share": data.batching_s / data.train_s if data.train_s else None,
                 "base_rate": float(data.y[data.splits["train"]].mean()),
-                "floors": {"auc": floor(0.5, "a random ranking")}}
+                "floors": {"auc": floor(0.5, "a random ranking")},
+                **({"planted": data.planted} if data.planted else {})}
