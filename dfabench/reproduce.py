@@ -22,7 +22,7 @@ from .harness.plan import plan
 from .harness.store import iter_records
 from .hparams import ConfigError
 from .plots import domain_figures, pyplot
-from .tables import records_frame, wide
+from .tables import metric_frame, wide
 from .task import SCALES, all_tasks, unavailable_tasks
 
 SEEDS = {"smoke": 3, "small": 3, "paper": 1}  # default --seeds per scale
@@ -110,12 +110,6 @@ def published_value(entries: dict, cell: str | None, method: str, metric: str) -
     return str(value) if isinstance(value, (int, float)) else UNKNOWN  # as published, digits kept
 
 
-def _metric_frame(records: list[dict], metric: str, higher_is_better: bool) -> pd.DataFrame:
-    # tables.records_frame reads the primary metric: point it at the one this row shows
-    return records_frame({**r, "primary_metric": metric, "higher_is_better": higher_is_better} for r in records
-                         if metric in ((r.get("metrics") or {}).get("test") or {}))
-
-
 def paper_table(table: PaperTable, domain: str, records: list[dict], published: dict[str, dict],
                 directions: dict[str, bool]) -> pd.DataFrame:
     """Rows (dataset, model, metric) of one domain's records: ours per method, DFA-variant gaps to BP,
@@ -123,7 +117,7 @@ def paper_table(table: PaperTable, domain: str, records: list[dict], published: 
     entries = published.get(table.source_file, {})
     records = [r for r in records if r["domain"] == domain and r["method"] in table.methods]
     parts = [wide(frame) for metric in table.metrics
-             if not (frame := _metric_frame(records, metric, directions[metric])).empty]
+             if not (frame := metric_frame(records, metric, directions[metric])).empty]
     if not parts:
         return pd.DataFrame()
     ours = pd.concat(parts, ignore_index=True).fillna("")

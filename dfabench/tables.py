@@ -37,6 +37,13 @@ def load(results: Path) -> pd.DataFrame:
     return records_frame(iter_records(Path(results)))
 
 
+def metric_frame(records: Iterable[dict], metric: str, higher_is_better: bool) -> pd.DataFrame:
+    """Like records_frame, for any test metric the records hold (AUC or logloss, PSNR or SSIM), not
+    only their primary one; records without it are left out."""
+    return records_frame({**r, "primary_metric": metric, "higher_is_better": higher_is_better} for r in records
+                         if metric in ((r.get("metrics") or {}).get("test") or {}))
+
+
 def _method_key(method: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 

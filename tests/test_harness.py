@@ -232,6 +232,27 @@ def test_table_pairs_seeds_and_uses_unbiased_std(tmp_path, capsys):
     assert "**0.92 ± 0.02 (n=3)**" in markdown
 
 
+def test_table_shows_a_secondary_metric_with_its_own_direction(tmp_path, capsys):
+    # ctr declares auc (primary, higher is better) and logloss (lower is better)
+    for method, (auc, logloss) in {"bp": (0.80, 0.45), "dfa": (0.78, 0.47)}.items():
+        for seed in range(2):
+            write_record(tmp_path, {"id": f"{method}{seed}", "domain": "ctr", "dataset": "synthetic", "model": "dcn",
+                                    "method": method, "scale": "small", "seed": seed, "status": "ok",
+                                    "primary_metric": "auc", "higher_is_better": True,
+                                    "metrics": {"test": {"auc": auc + seed / 100, "logloss": logloss - seed / 100}}})
+    assert main(["table", "--results", str(tmp_path), "--metric", "logloss"]) == 0
+    out = capsys.readouterr().out
+    assert "test logloss" in out and "logloss ↓" in out and "auc" not in out
+    assert "**0.445 ± 0.0071 (n=2)**" in out  # BP's lower logloss is the best
+    assert "+0.02" in out  # DFA − BP, paired by seed
+    assert main(["table", "--results", str(tmp_path), "--metric", "all"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("test auc") < out.index("test logloss") and "**0.805 ± 0.0071 (n=2)**" in out
+    assert exit_code(["table", "--results", str(tmp_path), "--metric", "psnr"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown metric 'psnr'" in err[0]
+
+
 def test_methods_a_task_cannot_offer_are_skipped_with_a_reason():
     # ToyTask declares neither the 'layerwise' capability (fa) nor 'micro' points (dfa-micro).
     runs, notes = plan(["toy/line/net"], ["dfa", "fa", "dfa-micro"], "smoke", [0])
