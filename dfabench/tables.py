@@ -1,6 +1,6 @@
 """Comparison tables from run records, with pandas.
 
-Per cell (domain/dataset/model at a scale) and method: the primary test metric's mean ± unbiased
+Per cell (domain/dataset/model at a scale), metric and method: a test metric's mean ± unbiased
 std over seeds and n; methods side by side, the best in bold; and for every method other than BP
 its gap to BP paired by seed (mean difference with a 95% t-interval). Only runs with status ``ok``
 enter the statistics; the others are counted in a ``failed`` column.
@@ -34,7 +34,27 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
 
 
 def load(results: Path) -> pd.DataFrame:
-    return records_frame(iter_records(Path(results)))
+    return table_frame(list(iter_records(Path(results))))
+
+
+def table_frame(records: list[dict]) -> pd.DataFrame:
+    """The frame `dfabench table` shows: per domain, the metrics its task lists in ``table_metrics``
+    (PSNR and SSIM, AUC and logloss), else the primary metric of each record."""
+    from .task import all_tasks
+
+    tasks = all_tasks()
+    parts = []
+    for domain in sorted({r["domain"] for r in records}):
+        mine = [r for r in records if r["domain"] == domain]
+        task = tasks.get(domain)
+        names = getattr(task, "table_metrics", ())
+        if not names:
+            parts.append(records_frame(mine))
+            continue
+        direction = {m.name: m.higher_is_better for m in task.metrics}
+        parts += [metric_frame(mine, name, direction[name]) for name in names]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else records_frame([])
 
 
 def metric_frame(records: Iterable[dict], metric: str, higher_is_better: bool) -> pd.DataFrame:
@@ -64,15 +84,15 @@ def paired_gaps(frame: pd.DataFrame, reference: str = "bp") -> pd.DataFrame:
     """Method minus reference, paired by seed, per cell: mean, 95% CI half-width, n pairs."""
     ok = frame[frame.status == "ok"]
     rows = []
-    for cell, group in ok.groupby(CELL):
+    for (*cell, metric), group in ok.groupby(CELL + ["metric"]):
         base = group[group.method == reference].set_index("seed")["value"]
         for method, sub in group[group.method != reference].groupby("method"):
             diff = (sub.set_index("seed")["value"] - base).dropna()
             n = len(diff)
             mean = diff.mean() if n else math.nan
             half = (stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-            rows.append(dict(zip(CELL, cell), method=method, gap=mean, ci95=half, pairs=n))
-    return pd.DataFrame(rows, columns=CELL + ["method", "gap", "ci95", "pairs"])
+            rows.append(dict(zip(CELL, cell), metric=metric, method=method, gap=mean, ci95=half, pairs=n))
+    return pd.DataFrame(rows, columns=CELL + ["metric", "method", "gap", "ci95", "pairs"])
 
 
 def format_mean(mean: float, std: float, n: int, digits: int = 4) -> str:
@@ -91,9 +111,8 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
     gaps = paired_gaps(frame)
     methods = sorted(summ.method.unique(), key=_method_key)
     rows = []
-    for cell, group in summ.groupby(CELL, sort=True):
+    for (*cell, metric), group in summ.groupby(CELL + ["metric"], sort=True):
         higher = bool(group.higher_is_better.iloc[0])
-        metric = group.metric.iloc[0]
         row = dict(zip(CELL, cell))
         row["metric"] = f"{metric} {'↑' if higher else '↓'}"
         by_method = group.set_index("method")
@@ -108,7 +127,8 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
             if int(m["failed"]):
                 text += f" [{int(m['failed'])} failed]"
             row[method] = f"**{text}**" if method == best and len(ok_means) > 1 else text
-        cell_gaps = gaps[(gaps[CELL] == pd.Series(dict(zip(CELL, cell)))).all(axis=1)] if len(gaps) else gaps
+        key = pd.Series({**dict(zip(CELL, cell)), "metric": metric})
+        cell_gaps = gaps[(gaps[CELL + ["metric"]] == key).all(axis=1)] if len(gaps) else gaps
         for method in methods:
             if method == "bp":
                 continue
@@ -126,7 +146,7 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
 
 def render(frame: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "csv":
-        return summary(frame).merge(paired_gaps(frame), on=CELL + ["method"], how="left").to_csv(index=False)
+        return summary(frame).merge(paired_gaps(frame), on=CELL + ["metric", "method"], how="left").to_csv(index=False)
     table = wide(frame)
     if table.empty:
         return "no run records\n"
@@ -150,7 +170,7 @@ def write_tables(results: Path, out_dir: Path | None = None, baselines: Path | N
     from .published import load_published, published_markdown
 
     records = list(iter_records(Path(results)))
-    frame = records_frame(records)
+    frame = table_frame(records)
     published = load_published(baselines) if baselines is not None else {}
     out_dir = Path(out_dir) if out_dir is not None else Path(results) / "tables"
     out_dir.mkdir(parents=True, exist_ok=True)

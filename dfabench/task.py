@@ -63,6 +63,9 @@ class Task:
     HParams: ClassVar[type[TrainHParams]] = TrainHParams
     metrics: ClassVar[tuple[Metric, ...]]
     primary_metric: ClassVar[str]
+    # The test metrics `dfabench table` shows, each as its own row (the paper's table for the domain
+    # reports them together, e.g. AUC and logloss); empty: the primary metric only.
+    table_metrics: ClassVar[tuple[str, ...]] = ()
     # dataset name -> one line description; model name -> one line description
     datasets: ClassVar[dict[str, str]]
     models: ClassVar[dict[str, str]]

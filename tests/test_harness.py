@@ -240,6 +240,9 @@ def test_table_shows_a_secondary_metric_with_its_own_direction(tmp_path, capsys)
                                     "method": method, "scale": "small", "seed": seed, "status": "ok",
                                     "primary_metric": "auc", "higher_is_better": True,
                                     "metrics": {"test": {"auc": auc + seed / 100, "logloss": logloss - seed / 100}}})
+    assert main(["table", "--results", str(tmp_path)]) == 0  # ctr's table_metrics: both, AUC first
+    out = capsys.readouterr().out
+    assert out.index("auc ↑") < out.index("logloss ↓") and "**0.445 ± 0.0071 (n=2)**" in out
     assert main(["table", "--results", str(tmp_path), "--metric", "logloss"]) == 0
     out = capsys.readouterr().out
     assert "test logloss" in out and "logloss ↓" in out and "auc" not in out

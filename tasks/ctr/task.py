@@ -68,6 +68,7 @@ class CTRTask(Task):
     HParams = CTRHParams
     metrics = (Metric("auc", True), Metric("logloss", False))
     primary_metric = "auc"
+    table_metrics = ("auc", "logloss")  # as in the paper's Table 2
     capabilities = frozenset({"layerwise"})
     datasets = {
         "synthetic": "Criteo-shaped generator: 13 integer + 26 categorical fields, planted interactions, CTR 0.25",

@@ -84,6 +84,7 @@ class NeRFTask(Task):
     HParams = NeRFHParams
     metrics = (Metric("psnr", True), Metric("ssim", True))
     primary_metric = "psnr"
+    table_metrics = ("psnr", "ssim")
     capabilities = frozenset({"layerwise"})  # Linear layers only
     datasets = {
         "blobs": "procedural: three coloured soft spheres on white (easy), Blender layout, cached",
