@@ -149,7 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from .tables import load, metric_frame, render, write_tables
+    from .harness.store import iter_records
+    from .tables import render, table_frame, write_tables
 
     if args.write:
         from .task import all_tasks
@@ -160,37 +161,13 @@ def cmd_table(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
         return 0
-    if args.metric is None:  # the primary metric of every domain
-        frame = load(Path(args.results))
-        if args.scale:
-            frame = frame[frame.scale == args.scale]
-        if args.domain:
-            frame = frame[frame.domain == args.domain]
-        sys.stdout.write(render(frame, args.format))
-        return 0
-    from .harness.store import iter_records
-    from .task import all_tasks
-
     records = [r for r in iter_records(Path(args.results))
-               if (not args.scale or r["scale"] == args.scale) and (not args.domain or r["domain"] == args.domain)]
-    tasks = all_tasks()
-    declared = {d: {m.name: m.higher_is_better for m in tasks[d].metrics}
-                for d in sorted({r["domain"] for r in records}) if d in tasks}
-    wanted = [args.metric] if args.metric != "all" else list(dict.fromkeys(m for ms in declared.values() for m in ms))
-    known = {m for ms in declared.values() for m in ms}
-    if records and args.metric != "all" and args.metric not in known:
-        raise ConfigError(f"unknown metric {args.metric!r} for these records; known: {', '.join(sorted(known))} or all")
-    for metric in wanted:
-        for domain, directions in declared.items():
-            if metric not in directions:
-                continue
-            frame = metric_frame((r for r in records if r["domain"] == domain), metric, directions[metric])
-            if not frame.empty:
-                if args.format == "md":
-                    sys.stdout.write(f"\n### {domain}: test {metric}\n\n")
-                sys.stdout.write(render(frame, args.format))
-    if not records:
-        sys.stdout.write("no run records\n")
+               if args.scale in (None, r["scale"]) and args.domain in (None, r["domain"])]
+    try:
+        frame = table_frame(records, args.metric)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    sys.stdout.write(render(frame, args.format))
     return 0
 
 
@@ -328,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument("--scale", help="only this scale")
     p.add_argument("--domain", help="only this domain")
-    p.add_argument("--metric", help="a test metric other than each domain's primary one (logloss, ssim, ...), or "
-                                    "'all': one table per metric the tasks declare")
+    p.add_argument("--metric", help="a test metric instead of each task's table_metrics (ap, loss, ...), or "
+                                    "'all': every metric the tasks declare")
     p.add_argument("--write", action="store_true", help="write RESULTS/tables/<domain>.md and .tex instead of printing")
     p.add_argument("--baselines", default="baselines",
                    help="with --write: published numbers (paper.yaml, biotorch.yaml) shown under each domain's table")

@@ -34,25 +34,30 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
 
 
 def load(results: Path) -> pd.DataFrame:
-    return table_frame(list(iter_records(Path(results))))
+    """Each record's primary metric (what the regression gate and the W&B leaderboard use)."""
+    return records_frame(iter_records(Path(results)))
 
 
-def table_frame(records: list[dict]) -> pd.DataFrame:
-    """The frame `dfabench table` shows: per domain, the metrics its task lists in ``table_metrics``
-    (PSNR and SSIM, AUC and logloss), else the primary metric of each record."""
+def table_frame(records: list[dict], metric: str | None = None) -> pd.DataFrame:
+    """The frame `dfabench table` shows. Per domain: with no ``metric``, the metrics its task lists in
+    ``table_metrics`` (PSNR and SSIM, AUC and logloss), else each record's primary metric; with a
+    name, that test metric; with 'all', every metric the task declares. An unknown name is a
+    ValueError."""
     from .task import all_tasks
 
     tasks = all_tasks()
-    parts = []
+    parts, known = [], set()
     for domain in sorted({r["domain"] for r in records}):
         mine = [r for r in records if r["domain"] == domain]
         task = tasks.get(domain)
-        names = getattr(task, "table_metrics", ())
+        direction = {m.name: m.higher_is_better for m in task.metrics} if task else {}
+        known |= set(direction)
+        names = list(direction) if metric == "all" else [metric] if metric else list(getattr(task, "table_metrics", ()))
         if not names:
             parts.append(records_frame(mine))
-            continue
-        direction = {m.name: m.higher_is_better for m in task.metrics}
-        parts += [metric_frame(mine, name, direction[name]) for name in names]
+        parts += [metric_frame(mine, name, direction[name]) for name in names if name in direction]
+    if records and metric not in (None, "all") and metric not in known:
+        raise ValueError(f"unknown metric {metric!r} for these records; known: {', '.join(sorted(known))} or all")
     parts = [p for p in parts if not p.empty]
     return pd.concat(parts, ignore_index=True) if parts else records_frame([])
 

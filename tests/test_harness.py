@@ -245,12 +245,12 @@ def test_table_shows_a_secondary_metric_with_its_own_direction(tmp_path, capsys)
     assert out.index("auc ↑") < out.index("logloss ↓") and "**0.445 ± 0.0071 (n=2)**" in out
     assert main(["table", "--results", str(tmp_path), "--metric", "logloss"]) == 0
     out = capsys.readouterr().out
-    assert "test logloss" in out and "logloss ↓" in out and "auc" not in out
+    assert "logloss ↓" in out and "auc" not in out
     assert "**0.445 ± 0.0071 (n=2)**" in out  # BP's lower logloss is the best
     assert "+0.02" in out  # DFA − BP, paired by seed
     assert main(["table", "--results", str(tmp_path), "--metric", "all"]) == 0
     out = capsys.readouterr().out
-    assert out.index("test auc") < out.index("test logloss") and "**0.805 ± 0.0071 (n=2)**" in out
+    assert out.index("auc ↑") < out.index("logloss ↓") and "**0.805 ± 0.0071 (n=2)**" in out
     assert exit_code(["table", "--results", str(tmp_path), "--metric", "psnr"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown metric 'psnr'" in err[0]
