@@ -25,11 +25,12 @@ class Shallow(Method):
         was_training = model.training
         model.eval()  # no BatchNorm statistics update from this probe
         try:
-            with configured(self.router, "cut", record=True), torch.enable_grad():
-                returned = probe_forward()
-                outputs = [o.value for o in self.router.recorded_outputs] or [returned]
-                roots = [o.sum() for o in outputs if o.requires_grad]
-                reach = torch.autograd.grad(roots, params, allow_unused=True)
+            # Cut at every point, output markers as the identity: what the model returns reaches
+            # exactly the parameters above the last cut, wherever the error would be taken (a
+            # decoder above a FeedbackOutput at its input learns; the blocks below the cuts do not).
+            with configured(self.router, "cut", record=False), torch.enable_grad():
+                roots = [t.sum() for t in _tensors(probe_forward()) if t.requires_grad]
+                reach = torch.autograd.grad(roots, params, allow_unused=True) if roots else [None] * len(params)
         finally:
             model.train(was_training)
         self.frozen = {id(p) for p, g in zip(params, reach) if g is None}
@@ -44,3 +45,15 @@ class Shallow(Method):
             return loss, None
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return loss, [None if id(p) in self.frozen else g for p, g in zip(params, grads)]
+
+
+def _tensors(value):
+    """Every tensor in what a model returned (a tensor, or tuples, lists and dicts of them)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item)
