@@ -164,6 +164,11 @@ class Task:
         ``results/<domain>/``; called by ``dfabench table --write``."""
         return []
 
+    def extras_at_start(self, model: nn.Module, data: Any, hp: TrainHParams) -> dict[str, Any]:
+        """Optional additions to the record measured on the freshly built model, before the first
+        step (the LM's residual-stream statistics, to compare with the same at the end)."""
+        return {}
+
     def extras(self, model: nn.Module, data: Any, hp: TrainHParams, run_dir: Path) -> dict[str, Any]:
         """Optional task-specific additions to the record (baselines, per-view values...)."""
         return {}

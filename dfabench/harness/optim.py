@@ -11,7 +11,8 @@ def build_optimizer(params, hp: TrainHParams) -> torch.optim.Optimizer:
     if hp.optimizer == "sgd":
         return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
     cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)
+    # A task may declare Adam's epsilon (the LM's 1e-9, as in the paper); torch's 1e-8 otherwise.
+    return cls(params, lr=hp.lr, betas=hp.betas, eps=getattr(hp, "adam_eps", 1e-8), weight_decay=hp.weight_decay)
 
 
 class Schedule:

@@ -107,6 +107,7 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
     state["fingerprint"] = task.fingerprint(data)
     model = task.build_model(run.model, hp, data).to(device)
     state["n_params"] = sum(p.numel() for p in model.parameters())
+    state["start_extras"] = task.extras_at_start(model, data, hp)
     method = create(run.method, hp.method_options)
     probe = next(iter(task.train_batches(data, hp, torch.Generator().manual_seed(run.seed))))
     method.prepare(model, lambda: task.forward(model, probe), run.seed)
@@ -194,4 +195,4 @@ def _finish(task, model, data, hp, best_weights, results: Path, run: PlannedRun,
     run_dir = Path(results) / "artifacts" / run.id
     model.eval()
     with torch.no_grad():
-        state["extras"] = task.extras(model, data, hp, run_dir)
+        state["extras"] = {**state.get("start_extras", {}), **task.extras(model, data, hp, run_dir)}
