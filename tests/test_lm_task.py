@@ -1,18 +1,22 @@
 """The lm task: feedback points where the paper puts them, and DFA differs from BP on the model."""
+import pytest
 import torch
 
 from dfabench.engine.points import FeedbackOutput, FeedbackPoint
 from dfabench.methods import create
-from dfabench.tasks.lm.models import TransformerLM
+from dfabench.tasks.lm.models import PaperTransformer, PreLNGPT2, stream_statistics
 
 
-def _model():
+def _model(kind="transformer", error_at="decoder_input"):
     torch.manual_seed(0)
-    return TransformerLM(50, 8, 2, 16, 2, 32, 0.0)
+    if kind == "transformer":
+        return PaperTransformer(50, 8, 2, 16, 2, 32, 0.0, error_at=error_at)
+    return PreLNGPT2(50, 8, 2, 16, 2, 32, 0.0)
 
 
-def test_points_macro_and_micro():
-    model = _model()
+@pytest.mark.parametrize("kind", ["transformer", "gpt2-preln"])
+def test_points_macro_and_micro(kind):
+    model = _model(kind)
     tags = [m.tag for m in model.modules() if isinstance(m, FeedbackPoint)]
     assert tags.count("default") == 2 and tags.count("micro") == 4
     outputs = [m for m in model.modules() if isinstance(m, FeedbackOutput)]
@@ -20,22 +24,132 @@ def test_points_macro_and_micro():
     assert model(torch.randint(0, 50, (3, 8))).shape == (3, 8, 50)
 
 
-def _grads(method_name, options):
+def test_paper_transformer_is_post_ln_with_the_papers_embedding_and_init():
     model = _model()
-    x, y = torch.randint(0, 50, (4, 8)), torch.randint(0, 50, (4, 8))
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in [model.decoder])  # no final LayerNorm
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert names == ["blocks.0.norm1", "blocks.0.norm2", "blocks.1.norm1", "blocks.1.norm2"]
+    assert model.embedding.weight.abs().max() <= 0.1 and model.decoder.weight.abs().max() <= 0.1
+    assert model.decoder.bias.abs().max() == 0 and model.decoder.weight.data_ptr() != model.embedding.weight.data_ptr()
+    assert "positions" not in dict(model.named_parameters())  # fixed sinusoids, not trained
+    # the block output is LayerNorm'd: every token has unit-variance features
+    seen = []
+    model.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    model.eval()(torch.randint(0, 50, (2, 8)))
+    assert torch.allclose(seen[0].var(dim=-1, unbiased=False), torch.ones(2, 8), atol=1e-3)
+    # causal: a later token does not change an earlier position's logits
+    x = torch.randint(0, 50, (1, 8))
+    y = x.clone()
+    y[0, -1] = (x[0, -1] + 1) % 50
+    assert torch.allclose(model(x)[0, :-1], model(y)[0, :-1], atol=1e-6)
+
+
+def _step(model, method_name, options, x, y):
     method = create(method_name, options)
     method.prepare(model, lambda: model(x), 0)
+    model.zero_grad(set_to_none=True)
     out = model(x)
     method.backward(out, lambda o: torch.nn.functional.cross_entropy(o.flatten(0, 1), y.flatten()))
-    return model.lm.transformer.h[0].mlp.c_fc.weight.grad.clone()
+    return method
 
 
-def test_dfa_hidden_gradients_nonzero_and_differ_from_bp():
-    bp = _grads("bp", {})
+def _grads(method_name, options, kind="transformer"):
+    model = _model(kind)
+    x, y = torch.randint(0, 50, (4, 8)), torch.randint(0, 50, (4, 8))
+    _step(model, method_name, options, x, y)
+    layer = model.blocks[0].linear1 if kind == "transformer" else model.lm.transformer.h[0].mlp.c_fc
+    return layer.weight.grad.clone()
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gpt2-preln"])
+def test_dfa_hidden_gradients_nonzero_and_differ_from_bp(kind):
+    bp = _grads("bp", {}, kind)
     for options in ({}, {"tags": ["default", "micro"]}):
-        dfa = _grads("dfa", options)
+        dfa = _grads("dfa", options, kind)
         assert dfa.abs().sum() > 0
         assert not torch.allclose(dfa, bp, atol=1e-6)
+
+
+def test_dfa_takes_the_error_at_the_decoder_input_and_the_decoder_learns_its_true_gradient():
+    x, y = torch.randint(0, 50, (4, 8)), torch.randint(0, 50, (4, 8))
+    for error_at, width in (("decoder_input", 16), ("logits", 50)):
+        model = _model(error_at=error_at)
+        method = _step(model, "dfa", {}, x, y)
+        (B,) = [b for n, b in model.named_buffers() if "feedback" in n]
+        assert B.shape == (width, 16)  # output features x largest (macro) point
+        decoder_dfa = model.decoder.weight.grad.clone()
+        bp_model = _model(error_at=error_at)
+        _step(bp_model, "bp", {}, x, y)
+        # the decoder sits above the last point: DFA gives it exactly BP's gradient
+        assert torch.allclose(decoder_dfa, bp_model.decoder.weight.grad, atol=1e-6)
+        assert method.last_signals and all(s.shape[-1] == 16 for _, s in method.last_signals)
+    micro = _model()
+    _step(micro, "dfa", {"tags": ["default", "micro"]}, x, y)
+    (B,) = [b for n, b in micro.named_buffers() if "feedback" in n]
+    assert B.shape == (16, 32)  # the FFN hidden point is the widest
+
+
+def test_shallow_trains_exactly_the_layers_above_the_last_point_with_the_error_at_the_decoder_input():
+    x, y = torch.randint(0, 50, (4, 8)), torch.randint(0, 50, (4, 8))
+    for error_at in ("decoder_input", "logits"):
+        model = _model(error_at=error_at)
+        _step(model, "shallow", {}, x, y)
+        trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        assert trained == {"decoder.weight", "decoder.bias"}, error_at
+        bp_model = _model(error_at=error_at)
+        _step(bp_model, "bp", {}, x, y)
+        assert torch.allclose(model.decoder.weight.grad, bp_model.decoder.weight.grad, atol=1e-6)
+
+
+def _collapse_run(kind, method_name, steps=100):
+    """A tiny LM trained as the small scale trains (Adam 5e-4, beta2 0.98, eps 1e-9, clip 0.5) on a
+    token stream with a Zipf marginal and a next-token rule; the stream statistics before and after,
+    the model's loss and the unigram loss on that stream."""
+    torch.manual_seed(0)
+    vocab, context, rows = 64, 16, 256
+    model = (PaperTransformer(vocab, context, 2, 32, 2, 64, 0.0) if kind == "transformer"
+             else PreLNGPT2(vocab, context, 2, 32, 2, 64, 0.0))
+    generator = torch.Generator().manual_seed(0)
+    follow_rule, zipf = torch.randperm(vocab, generator=generator), torch.arange(1, vocab + 1.0).pow(-1.2)
+    ids = torch.empty(rows, context + 1, dtype=torch.long)
+    ids[:, 0] = torch.multinomial(zipf, rows, replacement=True, generator=generator)
+    for t in range(1, context + 1):  # half the time the rule's successor, else a Zipf draw
+        follow = torch.rand(rows, generator=generator) < 0.5
+        ids[:, t] = torch.where(follow, follow_rule[ids[:, t - 1]],
+                                torch.multinomial(zipf, rows, replacement=True, generator=generator))
+    x, y = ids[:, :-1], ids[:, 1:]
+    before = stream_statistics(model, x)
+    method = create(method_name, {})
+    method.prepare(model, lambda: model(x[:16]), 0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-9)
+    for step in range(steps):
+        batch = slice((step * 16) % rows, (step * 16) % rows + 16)
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x[batch])
+        method.backward(out, lambda o: torch.nn.functional.cross_entropy(o.flatten(0, 1), y[batch].flatten()))
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        optimizer.step()
+    counts = torch.bincount(y.flatten(), minlength=vocab).double() + 1
+    unigram = float(-(counts / counts.sum()).log()[y.flatten()].mean())
+    with torch.no_grad():
+        loss = float(torch.nn.functional.cross_entropy(model.eval()(x).flatten(0, 1), y.flatten()))
+    return before, stream_statistics(model, x), loss, unigram
+
+
+def test_dfa_collapses_the_pre_ln_stream_and_not_the_post_ln_one():
+    """The pre-LN finding: DFA feeds the raw residual stream below GPT-2's final LayerNorm; a component
+    shared by every token grows until it dwarfs the spread between tokens, ln_f hands the head an
+    almost constant vector, and the loss sits on the unigram floor. Under the same settings the post-LN
+    model's stream stays normalised and its tokens stay apart."""
+    before, after, loss, unigram = _collapse_run("gpt2-preln", "dfa")
+    assert after["stream_norm"] > 100 * before["stream_norm"]
+    assert after["shared_to_spread"] > 50 > 50 * before["shared_to_spread"]
+    assert abs(loss - unigram) < 0.1
+    _, bp_after, bp_loss, _ = _collapse_run("gpt2-preln", "bp")
+    assert bp_after["shared_to_spread"] < 3 and bp_loss < unigram - 0.2  # BP: no collapse, it learns
+    post_before, post_after, _, _ = _collapse_run("transformer", "dfa")
+    assert post_after["shared_to_spread"] < 5
+    assert post_after["stream_norm"] < 2 * post_before["stream_norm"]
 
 
 # --- data, tokeniser, metric, harness --------------------------------------------------------------
@@ -63,12 +177,72 @@ def write_wikitext(folder, lines_per_split=(120, 20, 20)):
 
 def test_wikitext_loader_reads_raw_files_in_both_layouts(tmp_path):
     flat = lm_data.wikitext_splits(write_wikitext(tmp_path / "flat"))
-    nested = lm_data.wikitext_splits(write_wikitext(tmp_path / "hub" / "wikitext-2-raw-v1"))
+    nested = lm_data.wikitext_splits(write_wikitext(tmp_path / "hub" / "wikitext-2-raw-v1"), "wikitext-2")
     assert flat == nested
     assert [len(flat[k]) for k in ("train", "val", "test")] == [121, 21, 21]  # heading + paragraphs, no blanks
     assert flat["train"][0] == "= Title =" and all(line for line in flat["train"])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(lm_data.LMDataError, match="no such folder"):
         lm_data.wikitext_splits(tmp_path / "nothing")
+
+
+def test_wikitext_folder_of_both_releases_gives_each_its_own_files_and_refuses_ambiguity(tmp_path):
+    write_wikitext(tmp_path / "data" / "wikitext-2-raw", (10, 2, 2))
+    write_wikitext(tmp_path / "data" / "wikitext-103-raw", (30, 3, 3))
+    assert lm_data.find_wikitext(tmp_path / "data", "wikitext-103")["train"].parent.name == "wikitext-103-raw"
+    assert lm_data.find_wikitext(tmp_path / "data", "wikitext-2")["train"].parent.name == "wikitext-2-raw"
+    with pytest.raises(lm_data.LMDataError, match="holds wikitext-2-raw, not wikitext-103"):
+        lm_data.find_wikitext(tmp_path / "data" / "wikitext-2-raw", "wikitext-103")
+    write_wikitext(tmp_path / "data" / "mirror" / "wikitext-103-raw-v1", (30, 3, 3))
+    with pytest.raises(lm_data.LMDataError, match=r"ambiguous, wikitext-103 files in 2 folders"):
+        lm_data.find_wikitext(tmp_path / "data", "wikitext-103")
+    only2 = tmp_path / "only2"
+    write_wikitext(only2 / "wikitext-2-raw", (10, 2, 2))
+    with pytest.raises(lm_data.LMDataError, match="no wiki.train.raw for wikitext-103"):
+        lm_data.find_wikitext(only2, "wikitext-103")
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("empty", r"wiki.valid.raw: empty split"),
+    ("blank", r"wiki.valid.raw: empty split"),
+    ("latin1", r"wiki.valid.raw:3: not UTF-8"),
+    ("missing", r"wiki.test.raw: missing"),
+])
+def test_broken_wikitext_files_are_refused_with_one_line_naming_the_file(tmp_path, fault, message):
+    folder = write_wikitext(tmp_path / "wikitext-2-raw")
+    valid = folder / "wiki.valid.raw"
+    if fault == "empty":
+        valid.write_bytes(b"")
+    elif fault == "blank":
+        valid.write_text("\n \n\n")
+    elif fault == "latin1":
+        valid.write_bytes(" = T = \n\n caf\xe9 au lait \n".encode("latin-1"))
+    else:
+        (folder / "wiki.test.raw").unlink()
+    with pytest.raises(lm_data.LMDataError, match=message) as caught:
+        lm_data.wikitext_splits(tmp_path, "wikitext-2")
+    assert "\n" not in str(caught.value)
+
+
+def test_split_ids_are_encoded_in_chunks_into_a_cached_memory_map_keyed_by_content(tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setattr(lm_data, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(lm_data, "ENCODE_CHUNK_LINES", 7)  # many chunks: the seams must not show
+    folder = write_wikitext(tmp_path / "w", (60, 5, 5))
+    source = lm_data.TextSource.from_files("wikitext-2", lm_data.find_wikitext(folder, "wikitext-2"))
+    tok = lm_data.bpe_tokenizer(source.lines["train"](), 300, source.keys["train"])
+    tok_key = lm_data.tokenizer_key(source.keys["train"], 300)
+    ids = lm_data.encode_cached(tok, tok_key, source.keys["train"], source.lines["train"]())
+    expected = [i for line in source.lines["train"]() for i in tok.encode(line).ids]
+    assert isinstance(ids, np.memmap) and ids.dtype == np.int32 and ids.tolist() == expected
+    assert len(list((tmp_path / "cache").glob("ids-*.i32"))) == 1
+    again = lm_data.encode_cached(tok, tok_key, source.keys["train"], iter(["never read"]))
+    assert again.tolist() == expected  # from the cache: same content key, same tokenizer
+    (folder / "wiki.train.raw").write_text(" a changed file with other words entirely . \n")
+    changed = lm_data.TextSource.from_files("wikitext-2", lm_data.find_wikitext(folder, "wikitext-2"))
+    assert changed.keys["train"] != source.keys["train"]
+    assert lm_data.encode_cached(tok, tok_key, changed.keys["train"], changed.lines["train"]()).tolist() \
+        == tok.encode("a changed file with other words entirely .").ids
 
 
 def test_tokenizer_is_cached_and_keyed_by_corpus_and_vocab(tmp_path, monkeypatch):
@@ -86,7 +260,7 @@ def test_tokenizer_is_cached_and_keyed_by_corpus_and_vocab(tmp_path, monkeypatch
 
 def test_perplexity_is_exp_of_mean_token_nll_over_the_full_pass():
     torch.manual_seed(0)
-    model = TransformerLM(40, 8, 1, 16, 2, 32, 0.0).eval()
+    model = PaperTransformer(40, 8, 1, 16, 2, 32, 0.0).eval()
     ids = torch.randint(0, 40, (8 * 5 + 3,))  # 5 windows of 8 and a ragged tail that is not scored
     data = TokenData(ids, ids, ids, 40, "toy")
     hp = LMHParams(batch_size=2, context=8)  # 3 batches: 2 + 2 + 1 windows
@@ -105,7 +279,7 @@ def test_perplexity_is_exp_of_mean_token_nll_over_the_full_pass():
 def test_smoke_run_through_the_harness_on_local_wikitext(tmp_path, monkeypatch):
     monkeypatch.setattr(lm_data, "CACHE", tmp_path / "cache")
     folder = write_wikitext(tmp_path / "wikitext-2-raw-v1", (300, 40, 40))
-    runs, _ = plan(["lm/wikitext-2/gpt"], ["dfa-micro"], "smoke", [0], overrides={"data_dir": str(folder)})
+    runs, _ = plan(["lm/wikitext-2/transformer"], ["dfa-micro"], "smoke", [0], overrides={"data_dir": str(folder)})
     record = run_one(runs[0], tmp_path / "results")
     assert record["status"] == "ok", record.get("error")
     test = record["metrics"]["test"]
@@ -122,7 +296,7 @@ def test_paper_optimiser_settings_are_named_presets():
     from dfabench.task import all_tasks
 
     task = all_tasks()["lm"]
-    cell = dict(dataset="wiki-gensim", model="gpt")
+    cell = dict(dataset="wiki-gensim", model="transformer")
     bp = resolve(task, scale="paper", method="bp", **cell)
     assert (bp.schedule, bp.lr, bp.betas, bp.warmup_steps) == ("noam", 7.0e-4, (0.9, 0.98), 4000)
     for dfa in ("dfa", "dfa-micro"):

@@ -2,16 +2,24 @@
 
 Offline default: the King James Bible from Debian's ``bible-kjv`` (read through its ``bible`` CLI),
 split into train/val/test by contiguous blocks of verses. The BPE tokeniser (``tokenizers``) is
-trained on the training split only and cached under ~/.cache/dfabench/lm.
+trained on the training split only; it and each split's token ids (an int32 memory map, encoded in
+streamed chunks) are cached under $DFABENCH_CACHE/lm (default ~/.cache/dfabench/lm), keyed by
+content.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
 
 CACHE = Path(os.environ.get("DFABENCH_CACHE", Path.home() / ".cache" / "dfabench")) / "lm"
 
@@ -41,12 +49,63 @@ def split_blocks(lines: list[str], block: int = 100) -> dict[str, list[str]]:
     return splits
 
 
-def bpe_tokenizer(train_lines: list[str], vocab_size: int):
-    """A byte-level BPE trained on the training split, cached by content and vocabulary size."""
+def text_key(lines: Iterable[str]) -> str:
+    """A content hash of a corpus held in memory (lines joined by newlines)."""
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=32)
+def _file_key(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def file_key(path: Path) -> str:
+    """A full content hash of a file, streamed (memoised per size and mtime within a process)."""
+    stat = Path(path).stat()
+    return _file_key(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass
+class TextSource:
+    """A corpus split three ways: per split, a content key and a way to stream its lines again.
+
+    In-memory corpora (KJV, the gensim sample) and files (WikiText) look the same to the encoder, which
+    never holds more than one chunk of a split's lines or ids in Python objects."""
+
+    name: str
+    keys: dict[str, str]
+    lines: dict[str, Callable[[], Iterable[str]]]
+
+    @classmethod
+    def from_lists(cls, name: str, splits: dict[str, list[str]]) -> "TextSource":
+        return cls(name, {k: text_key(v) for k, v in splits.items()},
+                   {k: (lambda v=v: iter(v)) for k, v in splits.items()})
+
+    @classmethod
+    def from_files(cls, name: str, files: dict[str, Path]) -> "TextSource":
+        return cls(name, {k: file_key(p) for k, p in files.items()},
+                   {k: (lambda p=p: raw_lines(p)) for k, p in files.items()})
+
+
+def bpe_tokenizer(train_lines: Iterable[str], vocab_size: int, content_key: str | None = None):
+    """A byte-level BPE trained on the training split, cached by content and vocabulary size.
+
+    ``content_key`` names the training text (``TextSource.keys['train']``); without it the lines
+    (then a list) are hashed here."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    key = hashlib.sha256(("\n".join(train_lines) + f"|{vocab_size}").encode()).hexdigest()[:16]
-    path = CACHE / f"bpe-{key}.json"
+    if content_key is None:
+        train_lines = list(train_lines)
+        content_key = text_key(train_lines)
+    path = CACHE / f"bpe-{tokenizer_key(content_key, vocab_size)}.json"
     if path.exists():
         return Tokenizer.from_file(str(path))
     tok = Tokenizer(models.BPE())
@@ -56,27 +115,115 @@ def bpe_tokenizer(train_lines: list[str], vocab_size: int):
                                   show_progress=False)
     tok.train_from_iterator(train_lines, trainer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tok.save(str(tmp))
     tmp.replace(path)
     return tok
 
 
-def wikitext_splits(root: str | Path) -> dict[str, list[str]]:
-    """WikiText raw files (wiki.train.raw / wiki.valid.raw / wiki.test.raw) from a local folder.
+def tokenizer_key(content_key: str, vocab_size: int) -> str:
+    return hashlib.sha256(f"{content_key}|{vocab_size}".encode()).hexdigest()[:16]
+
+
+ENCODE_CHUNK_LINES = 20_000  # lines per encode_batch call: bounds the Python objects alive at once
+
+
+def encode_cached(tok, tok_key: str, content_key: str, lines: Iterable[str]) -> np.ndarray:
+    """Token ids of a split as a read-only-on-disk int32 memory map, cached under the cache folder
+    and keyed by the split's content and the tokenizer; encoded in streamed chunks, so that
+    WikiText-103's ~100M words never become a Python list of ids."""
+    path = CACHE / f"ids-{hashlib.sha256(f'{tok_key}|{content_key}'.encode()).hexdigest()[:16]}.i32"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as out:
+            chunk: list[str] = []
+            for line in itertools.chain(lines, [None]):
+                if line is not None:
+                    chunk.append(line)
+                if chunk and (line is None or len(chunk) >= ENCODE_CHUNK_LINES):
+                    for enc in tok.encode_batch(chunk):
+                        out.write(np.asarray(enc.ids, dtype=np.int32).tobytes())
+                    chunk = []
+        tmp.replace(path)
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype=np.int32)
+    return np.memmap(path, dtype=np.int32, mode="c")  # copy-on-write: torch may wrap it without warnings
+
+
+class LMDataError(RuntimeError):
+    """A corpus a user pointed at is not usable (missing, ambiguous, empty, not UTF-8): one line."""
+
+
+WIKITEXT_FILES = {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.raw"}
+
+
+def _wikitext_folder_names(dataset: str) -> set[str]:
+    """The names a WikiText release's folder goes by: the zip's and the hub's."""
+    return {dataset, f"{dataset}-raw", f"{dataset}-raw-v1"}
+
+
+def find_wikitext(root: str | Path, dataset: str) -> dict[str, Path]:
+    """The three raw files of ``dataset`` (wikitext-2 or wikitext-103) under ``root``.
+
+    ``root`` may hold the files itself, or a folder named after the dataset (``wikitext-103-raw``,
+    ``wikitext-103-raw-v1``...) anywhere below it. Files of another release are never taken: a folder
+    holding both WikiText-2 and -103 gives each its own files, and two candidate folders for one
+    dataset are refused as ambiguous rather than picked at random.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LMDataError(f"{root}: no such folder (data_dir for {dataset})")
+    ours = _wikitext_folder_names(dataset)
+    others = {name for other in ("wikitext-2", "wikitext-103") if other != dataset
+              for name in _wikitext_folder_names(other)}
+    if all((root / name).is_file() for name in WIKITEXT_FILES.values()):
+        if root.name in others:
+            raise LMDataError(f"{root}: this folder holds {root.name}, not {dataset}")
+        return {split: root / name for split, name in WIKITEXT_FILES.items()}
+    candidates = sorted(d for d in [root, *root.rglob("*")] if d.is_dir() and d.name in ours
+                        and (d / WIKITEXT_FILES["train"]).is_file())
+    if len(candidates) > 1:
+        raise LMDataError(f"{root}: ambiguous, {dataset} files in {len(candidates)} folders: "
+                          + ", ".join(str(c.relative_to(root)) for c in candidates))
+    if not candidates:
+        raise LMDataError(f"{root}: no {WIKITEXT_FILES['train']} for {dataset} (expected in a folder named "
+                          f"{' or '.join(sorted(ours))}, or in {root} itself)")
+    folder = candidates[0]
+    for name in WIKITEXT_FILES.values():
+        if not (folder / name).is_file():
+            raise LMDataError(f"{folder / name}: missing ({dataset} needs {', '.join(WIKITEXT_FILES.values())})")
+    return {split: folder / name for split, name in WIKITEXT_FILES.items()}
+
+
+def raw_lines(path: Path):
+    """Non-blank lines of a raw text file, stripped, read as a stream; bytes that are not UTF-8 are
+    refused with the file and line number."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as err:
+                raise LMDataError(f"{path}:{number}: not UTF-8 ({err.reason} at byte {err.start})") from None
+            if line:
+                yield line
+
+
+def check_raw_file(path: Path) -> None:
+    """Refuse, before training, a split file that is empty or not UTF-8 (one streamed pass)."""
+    if not any(True for _ in raw_lines(path)):
+        raise LMDataError(f"{path}: empty split (no non-blank line)")
+
+
+def wikitext_splits(root: str | Path, dataset: str = "wikitext-2") -> dict[str, list[str]]:
+    """WikiText raw files as lists of lines (small corpora and tests; ``TextSource`` streams them).
 
     Blank lines are dropped; headings (`` = Title = ``) stay, as in the official raw text.
     """
-    root = Path(root)
-    names = {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.raw"}
-    splits = {}
-    for split, name in names.items():
-        found = list(root.rglob(name))  # also finds the wikitext-*-raw-v1/ layout
-        if not found:
-            raise FileNotFoundError(f"{name} not found under {root}")
-        text = found[0].read_text(encoding="utf-8")
-        splits[split] = [line.strip() for line in text.splitlines() if line.strip()]
-    return splits
+    files = find_wikitext(root, dataset)
+    for path in files.values():
+        check_raw_file(path)
+    return {split: list(raw_lines(path)) for split, path in files.items()}
 
 
 def wikitext_hub_splits(name: str) -> dict[str, list[str]]:
