@@ -14,7 +14,7 @@ from typing import Iterable
 import pandas as pd
 import yaml
 
-from .tables import format_mean
+from .tables import VAL_PREFIX, format_mean
 
 PUBLISHED_FILES = ("paper.yaml", "biotorch.yaml")
 
@@ -50,9 +50,11 @@ def published_rows(published: dict, domain: str) -> list[list]:
 
 
 def _ours(records: list[dict], cell: str, method: str, metric: str) -> str:
-    values = [float(r["metrics"]["test"][metric]) for r in records
+    split, name = ("val", metric[len(VAL_PREFIX):]) if metric.startswith(VAL_PREFIX) else ("test", metric)
+    values = [float(r["metrics"][split][name]) for r in records
               if f"{r['domain']}/{r['dataset']}/{r['model']}" == cell and r["method"] == method
-              and r.get("status") == "ok" and isinstance((r.get("metrics") or {}).get("test", {}).get(metric), (int, float))]
+              and r.get("status") == "ok"
+              and isinstance(((r.get("metrics") or {}).get(split) or {}).get(name), (int, float))]
     if not values:
         return "not run"
     series = pd.Series(values)
@@ -71,5 +73,5 @@ def published_markdown(published: dict, domain: str, records: Iterable[dict]) ->
               "source": source}
              for cell, method, metric, value, source in rows]
     return ("\n### Published numbers beside ours\n\n" + pd.DataFrame(table).to_markdown(index=False)
-            + "\n\nours: the same cell, method and test metric at this scale (other data sizes and budgets "
+            + "\n\nours: the same cell, method and test metric (`val:`: validation) at this scale (other data sizes and budgets "
               "than the source's); 'not run' where we have no such run (official data).\n")

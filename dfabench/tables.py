@@ -3,7 +3,8 @@
 Per cell (domain/dataset/model at a scale), metric and method: a test metric's mean ± unbiased
 std over seeds and n; methods side by side, the best in bold; and for every method other than BP
 its gap to BP paired by seed (mean difference with a 95% t-interval). Only runs with status ``ok``
-enter the statistics; the others are counted in a ``failed`` column.
+enter the statistics; the others are counted in a ``failed`` column. Where the records report a
+trivial floor for the metric (chance accuracy, the unigram perplexity), a ``floor`` column shows it.
 """
 from __future__ import annotations
 
@@ -20,16 +21,26 @@ METHOD_ORDER = ["bp", "dfa", "shallow"]
 CELL = ["scale", "domain", "dataset", "model"]
 
 
+VAL_PREFIX = "val:"  # a metric named "val:perplexity" is read from the validation split
+
+
 def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    """One row per record: its primary metric's value on the test split (on validation for a
+    ``val:`` name) and the trivial floor the task reported for it (``extras.floors``, test;
+    ``extras.val_floors``, validation), NaN where there is none."""
     rows = []
     for r in records:
         metric = r.get("primary_metric")
-        value = (r.get("metrics") or {}).get("test", {}).get(metric)
+        split, name = ("val", metric[len(VAL_PREFIX):]) if str(metric).startswith(VAL_PREFIX) else ("test", metric)
+        value = ((r.get("metrics") or {}).get(split) or {}).get(name)
+        floors = (r.get("extras") or {}).get("floors" if split == "test" else "val_floors") or {}
+        floor = (floors.get(name) or {}).get("value") if isinstance(floors, dict) else None
         rows.append({"scale": r["scale"], "domain": r["domain"], "dataset": r["dataset"], "model": r["model"],
                      "method": r["method"], "seed": r["seed"], "status": r["status"], "metric": metric,
                      "higher_is_better": r.get("higher_is_better", True),
-                     "value": float(value) if isinstance(value, (int, float)) else math.nan})
-    columns = CELL + ["method", "seed", "status", "metric", "higher_is_better", "value"]
+                     "value": float(value) if isinstance(value, (int, float)) else math.nan,
+                     "floor": float(floor) if isinstance(floor, (int, float)) else math.nan})
+    columns = CELL + ["method", "seed", "status", "metric", "higher_is_better", "value", "floor"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -64,9 +75,10 @@ def table_frame(records: list[dict], metric: str | None = None) -> pd.DataFrame:
 
 def metric_frame(records: Iterable[dict], metric: str, higher_is_better: bool) -> pd.DataFrame:
     """Like records_frame, for any test metric the records hold (AUC or logloss, PSNR or SSIM), not
-    only their primary one; records without it are left out."""
+    only their primary one, or a validation metric named ``val:NAME``; records without it are left out."""
+    split, name = ("val", metric[len(VAL_PREFIX):]) if metric.startswith(VAL_PREFIX) else ("test", metric)
     return records_frame({**r, "primary_metric": metric, "higher_is_better": higher_is_better} for r in records
-                         if metric in ((r.get("metrics") or {}).get("test") or {}))
+                         if name in ((r.get("metrics") or {}).get(split) or {}))
 
 
 def _method_key(method: str) -> tuple[int, str]:
@@ -114,12 +126,16 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     summ = summary(frame)
     gaps = paired_gaps(frame)
+    floors = frame.groupby(CELL + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
     methods = sorted(summ.method.unique(), key=_method_key)
     rows = []
     for (*cell, metric), group in summ.groupby(CELL + ["metric"], sort=True):
         higher = bool(group.higher_is_better.iloc[0])
         row = dict(zip(CELL, cell))
         row["metric"] = f"{metric} {'↑' if higher else '↓'}"
+        # the trivial level (chance, unigram perplexity): what a method must beat to have learned anything
+        floor = floors.get(tuple(cell) + (metric,), math.nan)
+        row["floor"] = f"{floor:.4g}" if floor == floor else ""
         by_method = group.set_index("method")
         ok_means = by_method["mean"].dropna()
         best = (ok_means.idxmax() if higher else ok_means.idxmin()) if len(ok_means) else None
@@ -145,8 +161,8 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
                 row[f"{method}−bp"] = ""
         rows.append(row)
     table = pd.DataFrame(rows)
-    empty_gap_columns = [c for c in table.columns if c.endswith("−bp") and (table[c] == "").all()]
-    return table.drop(columns=empty_gap_columns)
+    empty_columns = [c for c in table.columns if (c.endswith("−bp") or c == "floor") and (table[c] == "").all()]
+    return table.drop(columns=empty_columns)
 
 
 def render(frame: pd.DataFrame, fmt: str = "md") -> str:

@@ -75,3 +75,20 @@ def test_gap_tolerance_floors_and_failed_runs():
 def test_check_without_reference_is_bad_input(tmp_path, capsys):
     assert main(["check", "--results", str(tmp_path), "--baselines", str(tmp_path)]) == 2
     assert "no reference" in capsys.readouterr().err
+
+
+def test_an_lm_method_on_the_unigram_floor_fails_the_gate_and_the_shallow_control_may():
+    def lm(method, seed, ppl):
+        unigram = {"floors": {"perplexity": floor(365.0, "the unigram distribution (add-one)", higher_is_better=False)}}
+        return {**_rec(method, seed, ppl, extras=unigram), "domain": "lm", "dataset": "kjv", "model": "transformer",
+                "primary_metric": "perplexity", "higher_is_better": False,
+                "metrics": {"val": {"perplexity": ppl}, "test": {"perplexity": ppl}}}
+
+    healthy = [lm("bp", s, 65.0 + s) for s in range(3)] + [lm("dfa", s, 100.0 + s) for s in range(3)] \
+        + [lm("shallow", s, 370.0) for s in range(3)]
+    ref = reference(records_frame(healthy))
+    assert failures(healthy, ref) == []  # shallow above the floor is allowed: it is the control
+    collapsed = healthy[:3] + [lm("dfa", s, 365.0 + s) for s in range(3)] + healthy[6:]
+    lines = failures(collapsed, ref)
+    assert sum("is not below the unigram distribution (add-one) (365)" in line for line in lines) == 3
+    assert lines[0].startswith("lm/kjv/transformer dfa seed 0: perplexity 365")

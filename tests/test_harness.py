@@ -232,6 +232,23 @@ def test_table_pairs_seeds_and_uses_unbiased_std(tmp_path, capsys):
     assert "**0.92 ± 0.02 (n=3)**" in markdown
 
 
+def test_table_shows_the_floor_the_records_report_beside_the_methods():
+    from dfabench.tables import records_frame, wide
+
+    def record(method, seed, value, floors):
+        return {"id": f"{method}{seed}", "domain": "lm", "dataset": "kjv", "model": "transformer", "method": method,
+                "scale": "small", "seed": seed, "status": "ok", "primary_metric": "perplexity",
+                "higher_is_better": False, "metrics": {"test": {"perplexity": value}},
+                "extras": {"floors": floors} if floors is not None else {}}
+
+    unigram = {"perplexity": {"value": 365.0156, "what": "unigram", "higher_is_better": False}}
+    table = wide(records_frame([record("bp", s, 65.0 + s, unigram) for s in range(2)]
+                               + [record("dfa", s, 99.0 + s, unigram) for s in range(2)]))
+    assert table.loc[0, "floor"] == "365" and list(table.columns).index("floor") < list(table.columns).index("bp")
+    without = wide(records_frame([record("bp", s, 65.0 + s, None) for s in range(2)]))
+    assert "floor" not in without.columns
+
+
 def test_table_shows_a_secondary_metric_with_its_own_direction(tmp_path, capsys):
     # ctr declares auc (primary, higher is better) and logloss (lower is better)
     for method, (auc, logloss) in {"bp": (0.80, 0.45), "dfa": (0.78, 0.47)}.items():

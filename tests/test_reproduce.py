@@ -118,17 +118,31 @@ def test_ctr_table_puts_the_papers_criteo_numbers_beside_ours(tmp_path, capsys):
     assert_pngs(out / "figures", "ctr_curves.png", "ctr_alignment.png")
 
 
-def test_lm_table_shows_dfa_as_the_papers_macro_dfa(tmp_path):
+def test_lm_table_shows_test_and_validation_perplexity_the_unigram_floor_and_the_papers_validation_numbers(tmp_path):
     results = tmp_path / "res"
-    for method, ppl in (("bp", 100.0), ("dfa", 300.0), ("dfa-micro", 280.0), ("shallow", 250.0)):
-        write_record(results, fake_record("lm", "kjv", "gpt", method, 0, {"perplexity": ppl}, "perplexity", False))
+    for model in ("transformer", "gpt2-preln"):
+        for method, ppl in (("bp", 100.0), ("dfa", 300.0), ("dfa-micro", 280.0), ("shallow", 250.0)):
+            record = fake_record("lm", "kjv", model, method, 0, {"perplexity": ppl}, "perplexity", False)
+            record["metrics"]["val"] = {"perplexity": ppl - 5, "epoch": 2}
+            record["extras"] = {"floors": {"perplexity": {"value": 365.0, "what": "unigram", "higher_is_better": False}},
+                                "val_floors": {"perplexity": {"value": 360.0, "what": "unigram",
+                                                              "higher_is_better": False}}}
+            write_record(results, record)
     assert main(["reproduce", "--scale", "small", "--domains", "lm", "--no-run", "--results", str(results),
                  "--baselines", BASELINES]) == 0
-    row = markdown_rows(results / "reproduce" / "table5_lm.md")["kjv", "gpt", "perplexity"]
-    assert row["BP"] == "**100 (n=1)**" and row["DFA macro"] == "300 (n=1)" and row["DFA micro"] == "280 (n=1)"
-    assert (row["paper (WikiText-103) BP"], row["paper (WikiText-103) DFA macro"],
-            row["paper (WikiText-103) DFA micro"], row["paper (WikiText-103) shallow"]) == ("29.8", "52.0", "93.3",
-                                                                                            "unknown")
+    rows = markdown_rows(results / "reproduce" / "table5_lm.md")
+    assert list(rows) == [("kjv", m, metric) for m in ("transformer", "gpt2-preln")
+                          for metric in ("perplexity", "val:perplexity")]
+    test, val = rows["kjv", "transformer", "perplexity"], rows["kjv", "transformer", "val:perplexity"]
+    assert test["BP"] == "**100 (n=1)**" and test["DFA macro"] == "300 (n=1)" and test["DFA micro"] == "280 (n=1)"
+    assert val["BP"] == "**95 (n=1)**" and val["DFA macro"] == "295 (n=1)"
+    assert (test["floor"], val["floor"]) == ("365", "360")
+    # the paper reports validation perplexity: its numbers sit on the validation row
+    assert (val["paper (WikiText-103) BP"], val["paper (WikiText-103) DFA macro"],
+            val["paper (WikiText-103) DFA micro"], val["paper (WikiText-103) shallow"]) == ("29.8", "52.0", "93.3",
+                                                                                           "unknown")
+    assert test["paper (WikiText-103) BP"] == "unknown"
+    assert rows["kjv", "gpt2-preln", "val:perplexity"]["published for"] == "—"  # no published pre-LN number
 
 
 def test_bad_domain_or_scale_is_one_line_and_exit_2(tmp_path, capsys):

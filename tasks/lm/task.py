@@ -193,4 +193,6 @@ class LMTask(Task):
                 "unigram_perplexity": unigram,
                 "floors": {"perplexity": floor(unigram["test"], "the unigram distribution (add-one)",
                                                higher_is_better=False)},
+                "val_floors": {"perplexity": floor(unigram["val"], "the unigram distribution (add-one)",
+                                                   higher_is_better=False)},
                 **{f"{name}_end": value for name, value in stats.items()}}
