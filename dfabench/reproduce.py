@@ -49,6 +49,7 @@ class PaperTable:
     source_file: str = "paper"
     models: tuple[str, ...] = ()  # row order (the paper's); models not named follow alphabetically
     cells: str = "*/*"  # dataset/model glob of the cells to run: every offline one
+    over_shallow: tuple[str, ...] = ()  # methods whose paired gap to the shallow control is shown too
 
     def label(self, method: str) -> str:
         return self.labels.get(method, "BP" if method == "bp" else method)
@@ -68,7 +69,7 @@ TABLES: dict[str, PaperTable] = {
         "reports validation)",
         ("bp", "dfa", "dfa-micro", "shallow"), ("perplexity", "val:perplexity"), "paper",
         labels={"dfa": "DFA macro", "dfa-micro": "DFA micro"}, published_methods={"dfa": "dfa-macro"},
-        models=("transformer", "gpt2-preln")),
+        models=("transformer", "gpt2-preln"), over_shallow=("dfa", "dfa-micro")),
     "nerf": PaperTable(
         "nerf", "NeRF: novel view synthesis (test PSNR and SSIM per scene)",
         ("bp", "dfa", "shallow"), ("psnr", "ssim"), "paper", labels={"dfa": "DFA"}),
@@ -117,7 +118,7 @@ def paper_table(table: PaperTable, domain: str, records: list[dict], published: 
     then the published numbers for the same model."""
     entries = published.get(table.source_file, {})
     records = [r for r in records if r["domain"] == domain and r["method"] in table.methods]
-    parts = [wide(frame) for metric in table.metrics
+    parts = [wide(frame, table.over_shallow) for metric in table.metrics
              if not (frame := metric_frame(records, metric, directions[metric])).empty]
     if not parts:
         return pd.DataFrame()
@@ -135,6 +136,9 @@ def paper_table(table: PaperTable, domain: str, records: list[dict], published: 
         gap = f"{method}−bp"
         if method not in ("bp", "shallow") and gap in ours:
             out[f"{table.label(method)} − BP (95% CI)"] = ours[gap].replace("", "—")
+    for method in table.over_shallow:
+        if f"{method}−shallow" in ours:
+            out[f"{table.label(method)} − shallow (95% CI)"] = ours[f"{method}−shallow"].replace("", "—")
     sources = [published_cell(table, entries, domain, d, m) for d, m in zip(ours.dataset, ours.model)]
     shown = sorted({c.split("/")[1] for c in sources if c})
     prefix = f"{table.source} ({', '.join(DATASET_NAMES.get(d, d) for d in shown)})" if shown else table.source

@@ -120,12 +120,14 @@ def format_mean(mean: float, std: float, n: int, digits: int = 4) -> str:
     return f"{mean:.{digits}g}{spread} (n={n})"
 
 
-def wide(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: a column per method (mean ± std (n)), then a gap column per non-BP method."""
+def wide(frame: pd.DataFrame, over_shallow: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per cell: a column per method (mean ± std (n)), then a gap column per non-BP method,
+    and for the methods in ``over_shallow`` their gap to the shallow control (``dfa−shallow``)."""
     if frame.empty:
         return pd.DataFrame()
     summ = summary(frame)
     gaps = paired_gaps(frame)
+    shallow_gaps = paired_gaps(frame, "shallow") if over_shallow else gaps.iloc[0:0]
     floors = frame.groupby(CELL + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
     methods = sorted(summ.method.unique(), key=_method_key)
     rows = []
@@ -151,18 +153,26 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
         key = pd.Series({**dict(zip(CELL, cell)), "metric": metric})
         cell_gaps = gaps[(gaps[CELL + ["metric"]] == key).all(axis=1)] if len(gaps) else gaps
         for method in methods:
-            if method == "bp":
-                continue
-            g = cell_gaps[cell_gaps.method == method] if len(cell_gaps) else cell_gaps
-            if len(g) and g.pairs.iloc[0] > 0:
-                ci = g.ci95.iloc[0]
-                row[f"{method}−bp"] = f"{g.gap.iloc[0]:+.3g}" + (f" ± {ci:.2g}" if ci == ci else "")
-            else:
-                row[f"{method}−bp"] = ""
+            if method != "bp":
+                row[f"{method}−bp"] = _gap_text(cell_gaps, method)
+        if over_shallow:
+            cell_shallow = shallow_gaps[(shallow_gaps[CELL + ["metric"]] == key).all(axis=1)]
+            for method in over_shallow:
+                row[f"{method}−shallow"] = _gap_text(cell_shallow, method)
         rows.append(row)
     table = pd.DataFrame(rows)
-    empty_columns = [c for c in table.columns if (c.endswith("−bp") or c == "floor") and (table[c] == "").all()]
+    empty_columns = [c for c in table.columns
+                     if (c.endswith(("−bp", "−shallow")) or c == "floor") and (table[c] == "").all()]
     return table.drop(columns=empty_columns)
+
+
+def _gap_text(gaps: pd.DataFrame, method: str) -> str:
+    """'+gap ± ci' of one method in one cell's paired gaps; '' without pairs."""
+    g = gaps[gaps.method == method] if len(gaps) else gaps
+    if not len(g) or g.pairs.iloc[0] == 0:
+        return ""
+    ci = g.ci95.iloc[0]
+    return f"{g.gap.iloc[0]:+.3g}" + (f" ± {ci:.2g}" if ci == ci else "")
 
 
 def render(frame: pd.DataFrame, fmt: str = "md") -> str:

@@ -137,6 +137,7 @@ def test_lm_table_shows_test_and_validation_perplexity_the_unigram_floor_and_the
     assert test["BP"] == "**100 (n=1)**" and test["DFA macro"] == "300 (n=1)" and test["DFA micro"] == "280 (n=1)"
     assert val["BP"] == "**95 (n=1)**" and val["DFA macro"] == "295 (n=1)"
     assert (test["floor"], val["floor"]) == ("365", "360")
+    assert (test["DFA macro − shallow (95% CI)"], test["DFA micro − shallow (95% CI)"]) == ("+50", "+30")
     # the paper reports validation perplexity: its numbers sit on the validation row
     assert (val["paper (WikiText-103) BP"], val["paper (WikiText-103) DFA macro"],
             val["paper (WikiText-103) DFA micro"], val["paper (WikiText-103) shallow"]) == ("29.8", "52.0", "93.3",
