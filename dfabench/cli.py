@@ -6,6 +6,7 @@ exits with code 2 before anything is written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .hparams import ConfigError
+from .errors import ConfigError
 
+EXIT_RUN_ERRORS = 1  # some run of the invocation ended in `error` (after a summary of why)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+MAX_SEEDS = 1000  # a stated limit: --seeds 100000000000 is a typo, not a plan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +36,7 @@ class RunConfig(BaseModel):
     selectors: list[str] = Field(default_factory=list)
     method: list[str] | str = "bp,dfa,shallow"
     scale: str = "small"
-    seeds: int = Field(1, ge=1)
+    seeds: int = Field(1, ge=1, le=MAX_SEEDS)
     results: str = "results"
     device: str = "cpu"
     set: dict[str, Any] = Field(default_factory=dict)
@@ -68,6 +71,9 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"cannot read config {args.config}: {err}".splitlines()[0]) from None
         if not isinstance(given, dict):
             raise ConfigError(f"config {args.config} must be a mapping")
+        if not isinstance(given.get("set", {}), dict):
+            raise ConfigError(f"config {args.config}: key set must be a mapping of hyper-parameters, "
+                              f"not a {type(given['set']).__name__}")
     for key in ("method", "scale", "seeds", "results", "device"):
         if getattr(args, key) is not None:
             given[key] = getattr(args, key)
@@ -82,6 +88,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"config key {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     if not config.selectors:
         raise ConfigError("no selector given: e.g. dfabench run 'mlp/*/*'")
+    if not _split(config.method):
+        raise ConfigError(f"no method given in --method {config.method!r}: e.g. --method bp,dfa")
     _check_device(config.device, will_run=False)
     return config
 
@@ -111,6 +119,52 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def writable_results(path: Path) -> Path:
+    """``--results`` must be a folder this process can write into (or one it can create): checked
+    before anything runs, so a typo is not found after the first run has trained. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--results {path} is a file, not a folder")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--results {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--results {path}: {probe} is not writable")
+    return path
+
+
+def existing_results(path: Path) -> Path:
+    """A results folder to read: it must exist (a mistyped one would print an empty table)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"--results {path}: no such folder" if not path.exists() else
+                          f"--results {path} is a file, not a folder")
+    return path
+
+
+def summarize(records: list[dict]) -> int:
+    """Print what did not end ok (errors grouped by cause, one line each) and return the exit code."""
+    label = lambda r: f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed={r['seed']}"
+    for r in records:
+        if r["status"] in ("diverged", "timeout"):  # results, not failures
+            print(f"{label(r)}: {r['status']}{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)
+    causes: dict[str, list[dict]] = {}
+    for r in records:
+        if r["status"] == "error":
+            causes.setdefault(str(r.get("error") or "unknown error").splitlines()[0], []).append(r)
+    if not causes:
+        return 0
+    for cause, runs in causes.items():
+        shown = ", ".join(label(r) for r in runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        print(f"error in {len(runs)} run(s): {cause} ({shown})", file=sys.stderr)
+    failed = sum(len(v) for v in causes.values())
+    print(f"dfabench: {failed} of {len(records)} runs ended in error; their records hold the tracebacks, "
+          f"and the same command retries them", file=sys.stderr)
+    return EXIT_RUN_ERRORS
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .harness.executor import pending, run_local
     from .harness.plan import plan
@@ -118,12 +172,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address and args.executor != "ray":
         raise ConfigError("--address needs --executor ray")
     config = _run_config(args)
-    runs, notes = plan(config.selectors, _split(config.method), config.scale, list(range(config.seeds)),
-                       overrides=config.set)
+    results = writable_results(Path(config.results))
+    methods = _split(config.method)
+    runs, notes = plan(config.selectors, methods, config.scale, list(range(config.seeds)), overrides=config.set)
+    if not runs:  # every (cell, method) pair was skipped: say why instead of "0 runs planned"
+        raise ConfigError(f"nothing to run: {', '.join(methods)} applies to none of the selected cells"
+                          + (f" ({notes[0].split(': ', 1)[1]})" if notes else ""))
     _check_device(config.device, will_run=True)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    results = Path(config.results)
     todo = pending(runs, results)
     print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already recorded in {results}/runs, "
           f"{len(todo)} to run", file=sys.stderr)
@@ -141,17 +198,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             except RuntimeError as err:
                 raise ConfigError(str(err)) from err
         records = run_local(runs, results, config.device, on_record=on_record)
-    bad = [r for r in records if r["status"] != "ok"]
-    for r in bad:
-        print(f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed={r['seed']}: {r['status']}"
-              f"{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)
-    return 0
+    return summarize(records)
 
 
 def cmd_table(args: argparse.Namespace) -> int:
     from .harness.store import iter_records
     from .tables import render, table_frame, write_tables
 
+    existing_results(Path(args.results))
     if args.write:
         from .task import all_tasks
 
@@ -174,6 +228,9 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not (args.html or args.wandb):
         raise ConfigError("leaderboard needs --html DIR and/or --wandb")
+    existing_results(Path(args.results))
+    if args.html and Path(args.html).exists() and not Path(args.html).is_dir():
+        raise ConfigError(f"--html {args.html} is a file, not a folder")
     if args.html:
         from .leaderboard.html import write_site
 
@@ -205,7 +262,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from .check import reference
     from .tables import load
 
-    frame = load(Path(args.results))
+    frame = load(existing_results(Path(args.results)))
     frame = frame[frame.scale == args.scale]
     if frame.empty:
         raise ConfigError(f"no {args.scale} records under {args.results}/runs")
@@ -230,7 +287,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not ref_path.exists():
         raise ConfigError(f"no reference at {ref_path}; run `dfabench baseline record --scale {args.scale}`")
     ref = json.loads(ref_path.read_text())
-    results = Path(args.results)
+    results = existing_results(Path(args.results)) if args.no_run else writable_results(Path(args.results))
     if not args.no_run:
         for cell, entry in sorted(ref.items()):
             methods = sorted(entry["methods"])
@@ -255,6 +312,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     _check_device(args.device, will_run=not args.no_run)
+    if not args.no_run:
+        writable_results(Path(args.results) if args.results else Path("results") / args.scale)
     domains = _split(args.domains) if args.domains else None
     written = reproduce(args.scale, Path(args.results) if args.results else None, args.seeds, args.device, domains,
                         run=not args.no_run, baselines=Path(args.baselines))

@@ -31,15 +31,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from .errors import ConfigError, DataError  # noqa: F401  (re-exported: ConfigError has always lived here)
 from .task import Task, TrainHParams
 
 WHEN_KEYS = {"scale", "method", "dataset", "model"}
 TUNED_FILE = "tuned.yaml"  # written by `dfabench tune`, applied after hparams.yaml
 PRESET_KEY = "preset"
-
-
-class ConfigError(ValueError):
-    """Bad user input: reported as one line, exit code 2, nothing written."""
 
 
 def load_rules(path: Path) -> list[dict[str, Any]]:

@@ -199,12 +199,14 @@ def check_domains(domains: list[str] | None) -> list[str]:
     return sorted(d for d in available if d in TABLES)
 
 
-def plan_suite(domains: list[str], scale: str, seeds: int):
+def plan_suite(domains: list[str], scale: str, seeds: int, check_data: bool = False):
     """Every offline cell of the domains with their table's methods; and the notes about (cell, method)
-    pairs that do not apply (FM is BP only), which the tables repeat."""
+    pairs that do not apply (FM is BP only), which the tables repeat. ``check_data``: run the
+    pre-flight data check (only where the suite will train)."""
     runs, notes = [], []
     for domain in domains:
-        more, why = plan([f"{domain}/{TABLES[domain].cells}"], list(TABLES[domain].methods), scale, list(range(seeds)))
+        more, why = plan([f"{domain}/{TABLES[domain].cells}"], list(TABLES[domain].methods), scale, list(range(seeds)),
+                         check_data=check_data)
         runs += more
         notes += why
     return runs, notes
@@ -258,7 +260,7 @@ def reproduce(scale: str, results: Path | None = None, seeds: int | None = None,
     load_published_by_source(baselines)  # fail on a missing baselines dir or matplotlib before hours of training
     pyplot()
     results = Path(results) if results is not None else Path("results") / scale
-    runs, notes = plan_suite(chosen, scale, seeds or SEEDS[scale])
+    runs, notes = plan_suite(chosen, scale, seeds or SEEDS[scale], check_data=run)
     if run:
         run_suite(runs, results, device)
     return write_outputs(chosen, scale, results, baselines, notes)

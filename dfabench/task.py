@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 SCALES = ("smoke", "small", "paper")
+MAX_EPOCHS = 100_000
+MAX_STEPS_PER_EPOCH = 10_000_000
 
 
 class TrainHParams(BaseModel):
@@ -28,9 +30,10 @@ class TrainHParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    epochs: int = Field(10, ge=1)
+    # Stated limits (README): far beyond any budget here, they refuse a typo that would train forever.
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(128, ge=1)
-    steps_per_epoch: int | None = Field(None, ge=1, description="cap on optimiser steps per epoch")
+    steps_per_epoch: int | None = Field(None, ge=1, le=MAX_STEPS_PER_EPOCH, description="cap on optimiser steps per epoch")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -81,6 +84,18 @@ class Task:
     # 'layerwise': every weighted layer is an nn.Linear or nn.Conv2d, so fa and sign-symmetry apply.
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
+    # Hyper-parameters that say where a user's data is (a file or folder). Their value is a place on
+    # one machine: it never enters a run id or a record; the content fingerprint of the data does.
+    data_location_fields: ClassVar[frozenset[str]] = frozenset({"data_dir", "path", "root"})
+    # Where a task caches what it generates (procedural scenes): not data, not identity, not recorded.
+    cache_location_fields: ClassVar[frozenset[str]] = frozenset({"cache_dir"})
+    # Hyper-parameters that change the data (size, generator knobs, the location fields); the
+    # pre-flight check runs once per distinct value of these. None: every task-specific field.
+    data_options: ClassVar[frozenset[str] | None] = None
+    # Exceptions of this task's loaders that mean "the user's data is wrong or missing" (besides
+    # ConfigError/DataError and OSError): the pre-flight check turns them into a one-line refusal.
+    data_errors: ClassVar[tuple[type[Exception], ...]] = ()
+
     # What one run of a cell needs from a Ray cluster (the Ray executor's resource request).
     cpus_per_run: ClassVar[float] = 1.0
     gpu_fraction_per_run: ClassVar[float] = 1.0  # asked only when running with --device cuda
@@ -129,6 +144,23 @@ class Task:
     # -- the pieces of a run (to implement) -----------------------------------------------------
     def load_data(self, dataset: str, hp: TrainHParams, seed: int, scale: str, device: torch.device) -> Any:
         raise NotImplementedError
+
+    def check_data(self, dataset: str, hp: TrainHParams, scale: str) -> str:
+        """The pre-flight data check: called by the planner once per (dataset, ``data_options``)
+        before anything trains, never during a run.
+
+        Raise ``DataError`` (``dfabench.errors``) with one line naming the file and, where it helps,
+        the line or field, for anything a user can get wrong: a missing file or package (say how to
+        get it), wrong columns or types, ids out of range, empty splits. The harness also refuses on
+        ``ConfigError``, ``OSError``, ``UnicodeError`` and the task's ``data_errors``; any other
+        exception is left for the run to meet, and recorded there as an ``error``.
+
+        Return a short fingerprint of the data's *content*: where ``data_location_fields`` are set,
+        it stands in the run id for the path. The default loads the data as a run would (seed 0, on
+        the CPU; loaders cache, so the runs do not pay twice) and returns ``fingerprint(data)``; a task
+        whose loading is expensive or whose loader does not check enough overrides it.
+        """
+        return self.fingerprint(self.load_data(dataset, hp, 0, scale, torch.device("cpu")))
 
     def build_model(self, model: str, hp: TrainHParams, data: Any) -> nn.Module:
         raise NotImplementedError

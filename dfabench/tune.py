@@ -160,6 +160,10 @@ def tune_command(selectors: list[str], method: str, scale: str, samples: int, se
         raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
     if search not in SEARCHES:
         raise ConfigError(f"unknown search {search!r}; known: {', '.join(SEARCHES)}")
+    from .methods import METHODS
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
     written = []
     for cell in match_cells(selectors):
         task = all_tasks()[cell.split("/")[0]]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfabench.errors import DataError
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
     "train_x": "train-images-idx3-ubyte",
@@ -26,8 +28,9 @@ IDX_FILES = {
 }
 
 
-class DatasetUnavailable(RuntimeError):
-    pass
+class DatasetUnavailable(DataError):
+    """The data is not there (a package to install, a folder without the files): the pre-flight
+    check refuses with this one line, which says how to get it."""
 
 
 @dataclass
@@ -48,13 +51,13 @@ def read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         raw = f.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or len(raw) < 4 + 4 * raw[3]:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
     shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: expected {np.prod(shape)} values, found {data.size}")
+        raise DataError(f"{path}: expected {np.prod(shape)} values, found {data.size}")
     return data.reshape(shape)
 
 
@@ -113,7 +116,7 @@ def _sklearn_digits() -> ImageSet:
 
 def load_images(name: str, data_dir: str | Path | None = None) -> ImageSet:
     if data_dir is not None:
-        return load_idx_dir(Path(data_dir), f"idx:{data_dir}")
+        return load_idx_dir(Path(data_dir), "idx")  # never the path: records carry no place of this machine
     if name == "fashion-mnist":
         if not DEBIAN_FASHION_MNIST.exists():
             raise DatasetUnavailable(

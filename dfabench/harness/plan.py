@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..hparams import ConfigError, resolve
 from pydantic import ValidationError
 
+from ..hparams import ConfigError, resolve
 from ..methods import METHODS, create
 from ..task import SCALES, TrainHParams, all_tasks, unavailable_tasks
+from . import identity
+from .identity import run_id  # noqa: F401  (the id function has always been importable from here)
 
 
 @dataclass
@@ -23,6 +23,18 @@ class PlannedRun:
     scale: str
     seed: int
     hparams: TrainHParams = field(repr=False)
+    # What the user's overrides changed against the task's rules (tables keep these runs apart).
+    overrides: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Content fingerprint of the user's data (None: the task's built-in data); see identity.py.
+    data: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.data is None:
+            self.data = identity.data_fingerprint(self.task, self.hparams.model_dump(mode="json"))
+
+    @property
+    def task(self):
+        return all_tasks()[self.domain]
 
     @property
     def cell(self) -> str:
@@ -30,18 +42,14 @@ class PlannedRun:
 
     @property
     def id(self) -> str:
-        return run_id(self.domain, self.dataset, self.model, self.method, self.scale,
-                      self.hparams.model_dump(mode="json"), self.seed)
+        hparams = identity.id_hparams(self.task, self.hparams.model_dump(mode="json"), self.data)
+        return run_id(self.domain, self.dataset, self.model, self.method, self.scale, hparams, self.seed)
+
+    def recorded_hparams(self) -> dict[str, Any]:
+        return identity.recorded_hparams(self.task, self.hparams.model_dump(mode="json"), self.data)
 
     def label(self) -> str:
         return f"{self.cell} {self.method} seed={self.seed}"
-
-
-def run_id(domain: str, dataset: str, model: str, method: str, scale: str, hparams: dict[str, Any], seed: int) -> str:
-    """Content hash of what defines a run: the same inputs always give the same id."""
-    key = json.dumps({"domain": domain, "dataset": dataset, "model": model, "method": method, "scale": scale,
-                      "hparams": hparams, "seed": seed}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def all_cells() -> list[str]:
@@ -77,8 +85,11 @@ def match_cells(selectors: list[str]) -> list[str]:
 
 
 def plan(selectors: list[str], methods: list[str], scale: str, seeds: list[int],
-         overrides: dict[str, Any] | None = None) -> tuple[list[PlannedRun], list[str]]:
-    """Returns the planned runs and notes about (cell, method) pairs skipped as not applicable."""
+         overrides: dict[str, Any] | None = None, check_data: bool = True) -> tuple[list[PlannedRun], list[str]]:
+    """Returns the planned runs and notes about (cell, method) pairs skipped as not applicable.
+
+    With ``check_data`` (the default; off only where nothing will train) every task checks its data
+    once per (dataset, options) before this returns: a problem is a ``DataError``, nothing has run."""
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
     unknown = [m for m in methods if m not in METHODS]
@@ -94,11 +105,18 @@ def plan(selectors: list[str], methods: list[str], scale: str, seeds: list[int],
                 notes.append(f"{cell}: {method} does not apply ({task.why_not(model, method)})")
                 continue
             hp = resolve(task, scale=scale, method=method, dataset=dataset, model=model, overrides=overrides)
+            base = resolve(task, scale=scale, method=method, dataset=dataset, model=model) if overrides else hp
+            changed = identity.overrides(base.model_dump(mode="json"), hp.model_dump(mode="json"),
+                                         task.data_location_fields | task.cache_location_fields)
             try:
                 create(method, hp.method_options)
             except ValidationError as err:
                 first = err.errors()[0]
                 raise ConfigError(f"{cell}: method_options for {method}: "
                                   f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-            runs += [PlannedRun(domain, dataset, model, method, scale, seed, hp) for seed in seeds]
+            runs += [PlannedRun(domain, dataset, model, method, scale, seed, hp, changed) for seed in seeds]
+    if check_data:
+        from .preflight import check_data as preflight
+
+        preflight(runs)
     return runs, notes

@@ -24,6 +24,7 @@ import torch
 from .. import alignment
 from ..methods import create
 from ..task import Task, all_tasks
+from . import identity
 from .optim import Schedule, build_optimizer
 from .plan import PlannedRun
 from .provenance import peak_memory_mb, provenance
@@ -70,7 +71,9 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
     peak_mb, peak_kind = peak_memory_mb(torch_device)
     record = {
         "id": run.id, "domain": run.domain, "dataset": run.dataset, "model": run.model, "method": run.method,
-        "scale": run.scale, "seed": run.seed, "hparams": run.hparams.model_dump(mode="json"),
+        "scale": run.scale, "seed": run.seed, "hparams": run.recorded_hparams(),
+        # what sets this run apart from the task's own settings: tables give these their own row
+        "overrides": run.overrides, "data": run.data,
         "status": status, "error": error,
         "metrics": {"val": state["best_val"], "test": state["test"]},
         "primary_metric": task.primary_for(run.model),
@@ -91,7 +94,7 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
     }
     if "traceback" in state:
         record["traceback"] = state["traceback"]
-    return record
+    return identity.scrub(record)  # no path of this machine in what may be shared
 
 
 def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, state: dict[str, Any], progress,

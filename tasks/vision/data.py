@@ -27,7 +27,7 @@ def load_cifar10(data_dir: str | None) -> ImageSet:
     parts = [_read_batch(root / f"data_batch_{i}") for i in range(1, 6)]
     test_x, test_y = _read_batch(root / "test_batch")
     return ImageSet(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                    test_x, test_y, f"cifar10:{root}")
+                    test_x, test_y, "cifar10")
 
 
 def load_vision(name: str, data_dir: str | None = None) -> ImageSet:
