@@ -15,6 +15,8 @@ from dfabench.harness.runner import run_one
 from dfabench.harness.store import iter_records, write_record
 from dfabench.task import Metric, Task, TrainHParams, all_tasks, register_task, tensor_batches
 
+from records import valid_record
+
 CONTRACT = ["id", "domain", "dataset", "model", "method", "scale", "seed", "hparams", "status", "metrics",
             "primary_metric", "higher_is_better", "history", "timings", "peak_mem_mb", "n_params", "alignment",
             "provenance"]
@@ -186,7 +188,7 @@ def test_a_half_written_record_is_invisible(tmp_path):
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
     (runs_dir / ".tmp-abc.json").write_text('{"id": "abc", "stat')  # what a kill mid-write leaves
-    write_record(tmp_path, {"id": "x1", "status": "ok"})
+    write_record(tmp_path, valid_record("x1"))
     assert [r["id"] for r in iter_records(tmp_path)] == ["x1"]
 
 

@@ -13,6 +13,7 @@ from dfabench.methods import create
 from dfabench.tasks.nerf.data import load_blender, load_llff, orbit_pose, write_procedural
 from dfabench.tasks.nerf.models import NeRF
 from dfabench.tasks.nerf.task import comparison_image, comparison_images
+from records import valid_record
 
 
 def test_blender_layout_round_trip(tmp_path):
@@ -151,10 +152,10 @@ def test_comparison_images_from_records(tmp_path):
         renders.mkdir(parents=True)
         Image.fromarray(np.full((3, 2, 3), 100 * k, np.uint8)).save(renders / "test_000.png")
         Image.fromarray(np.full((3, 2, 3), 255, np.uint8)).save(renders / "gt_000.png")
-        record = {"id": m, "domain": "nerf", "status": "ok", "dataset": "blobs", "model": "nerf", "seed": 1, "method": m,
-                  "extras": {"renders_dir": "/elsewhere/on/the/machine/that/ran/it"}}
+        record = valid_record(m, domain="nerf", dataset="blobs", model="nerf", seed=1, method=m,
+                              extras={"renders_dir": "/elsewhere/on/the/machine/that/ran/it"})
         (tmp_path / "runs" / f"{m}.json").write_text(json.dumps(record))
-    (tmp_path / "runs" / "other.json").write_text(json.dumps({"domain": "mlp", "status": "ok", "extras": {}}))
+    (tmp_path / "runs" / "other.json").write_text(json.dumps(valid_record("other", domain="mlp")))
     outs = comparison_images(tmp_path)
     assert outs == [tmp_path / "nerf" / "blobs_nerf_seed1.png"]
     img = np.asarray(Image.open(outs[0]))

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..hparams import ConfigError
 from ..task import all_tasks
+from .claims import try_claim
 from .executor import pending
 from .plan import PlannedRun
 from .store import write_record
@@ -56,6 +57,16 @@ def run_ray(runs: list[PlannedRun], results: Path, device: str = "cpu", address:
     tasks = all_tasks()
     remote = ray.remote(_remote_run)
     futures = {}
+    # The driver claims every run it submits (claims.py), so another invocation on the same results
+    # folder leaves them alone; runs another invocation holds are left to it.
+    claims = {}
+    for run in todo:
+        claim = try_claim(results, run.id)
+        if claim is None:
+            print(f"note: {run.label()} is being run by another invocation; left to it", file=sys.stderr)
+        else:
+            claims[run.id] = claim
+    todo = [r for r in todo if r.id in claims]
     for run in todo:
         need = tasks[run.domain].resources(run.model, run.scale, device)
         threads = max(1, int(need["num_cpus"]))
@@ -71,12 +82,15 @@ def run_ray(runs: list[PlannedRun], results: Path, device: str = "cpu", address:
                 done, remaining = ray.wait(remaining, num_returns=1)
                 record = ray.get(done[0])
                 write_record(results, record)
+                claims.pop(record["id"]).release()
                 records.append(record)
                 if on_record:
                     on_record(record)
                 bar.set_postfix_str(futures[done[0]].label())
                 bar.update(1)
     finally:
+        for claim in claims.values():
+            claim.release()
         if started_here:
             ray.shutdown()
     return records

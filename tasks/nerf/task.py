@@ -68,10 +68,10 @@ def _load(dataset: str, data_dir: str | None, cache: str, res: int, downscale: i
     if dataset == "blender":
         split = {s: load_blender(data_dir, s, downscale, None if s == "train" else max_eval)
                  for s in ("train", "val", "test")}
-        return SceneData(**split, near=2.0, far=6.0, white_bkgd=True, source=f"blender:{data_dir}")
+        return SceneData(**split, near=2.0, far=6.0, white_bkgd=True, source="blender")
     split = load_llff(data_dir, downscale)
     split.update({s: Views(v.rays[:max_eval], v.rgb[:max_eval], v.hw) for s, v in split.items() if s != "train"})
-    return SceneData(**split, near=0.0, far=1.0, white_bkgd=False, source=f"llff:{data_dir}")
+    return SceneData(**split, near=0.0, far=1.0, white_bkgd=False, source="llff")
 
 
 def psnr(mse: torch.Tensor) -> float:
@@ -171,7 +171,9 @@ class NeRFTask(Task):
         train_rays = data.train.rays.reshape(-1, 6)
         rays = train_rays[torch.randperm(len(train_rays), generator=torch.Generator().manual_seed(0))[:4096]]
         return {"test_psnr_per_view": psnrs, "test_ssim_per_view": ssims,
-                "mean_colour_baseline_psnr": baseline, "renders_dir": str(run_dir / "renders"),
+                "mean_colour_baseline_psnr": baseline,
+                # relative to the results folder: a record carries no path of this machine
+                "renders_dir": f"{run_dir.parent.name}/{run_dir.name}/renders",
                 # fraction of each point's ReLUs silent on 4,096 training rays (see inactive_units)
                 "dead_units": inactive_units(model, lambda: model(rays))}
 
@@ -202,17 +204,17 @@ def comparison_images(results: str | Path, view: int = 0) -> list[Path]:
     """Write <results>/nerf/<dataset>_<model>_seed<k>.png for every (dataset, model, seed) whose
     records have renders from at least one of bp/dfa/shallow; the CLI/reproduce hook calls this after
     a suite run (the harness records each run independently, so the side-by-side is assembled here)."""
-    import json
+    from dfabench.harness.store import iter_records
 
     cells: dict[tuple, dict[str, Path]] = {}
-    for path in sorted((Path(results) / "runs").glob("*.json")):
-        record = json.loads(path.read_text())
+    for record in iter_records(Path(results)):  # valid records only; a bad one is named and skipped
         if record.get("domain") != "nerf" or record.get("status") != "ok":
             continue
         # the run's artifacts beside the records (where a run elsewhere left them too), else where it wrote them
         renders = Path(results) / "artifacts" / record["id"] / "renders"
-        if not renders.is_dir():
-            renders = Path((record.get("extras") or {}).get("renders_dir") or renders)
+        given = (record.get("extras") or {}).get("renders_dir")
+        if not renders.is_dir() and given:  # relative to the results folder; older records: as written
+            renders = next((p for p in (Path(results) / given, Path(given)) if p.is_dir()), renders)
         if not (renders / f"test_{view:03d}.png").exists():
             continue
         key = (record["dataset"], record["model"], record["seed"])
