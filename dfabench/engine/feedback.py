@@ -49,11 +49,11 @@ def draw_matrix(out_features: int, max_point: int, options: FeedbackOptions, see
     generator = torch.Generator().manual_seed(seed)
     shape = (out_features, max_point)
     if options.distribution == "uniform":
-        u = torch.rand(shape, generator=generator) * 2 - 1
+        u = torch.rand(shape, generator=generator, dtype=torch.float32) * 2 - 1
     elif options.distribution == "gaussian":
-        u = torch.randn(shape, generator=generator)
+        u = torch.randn(shape, generator=generator, dtype=torch.float32)
     else:  # binary +-1
-        u = torch.randint(0, 2, shape, generator=generator).to(torch.get_default_dtype()) * 2 - 1
+        u = torch.randint(0, 2, shape, generator=generator).to(torch.float32) * 2 - 1
     u = _sparsify(u, options, generator)
     if options.scaling == "global":
         return u / math.sqrt(max_point)
@@ -93,14 +93,17 @@ class FeedbackMatrices:
                  seed: int, device: torch.device, point_sizes: dict[str, list[int]] | None = None):
         """``point_sizes`` (group -> feature size of each point, in call order) is needed for per_point."""
         self.model = model
+        # B follows the model's dtype (a float64 or bfloat16 model projects in its own precision); it is
+        # drawn in float32 first, so the same seed gives the same matrix whatever the dtype.
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
         for index, (group, (out_features, max_point)) in enumerate(sorted(shapes.items())):
             if options.per_point:
                 for i, size in enumerate((point_sizes or {})[group]):
                     # seeds of different groups never collide: groups are 10_007 apart
-                    matrix = draw_matrix(out_features, size, options, seed + 10_007 * index + 1 + i).to(device)
+                    matrix = draw_matrix(out_features, size, options, seed + 10_007 * index + 1 + i).to(device, dtype)
                     model.register_buffer(f"{FEEDBACK_PREFIX}{group}_{i}", matrix)
             else:
-                matrix = draw_matrix(out_features, max_point, options, seed + index).to(device)
+                matrix = draw_matrix(out_features, max_point, options, seed + index).to(device, dtype)
                 model.register_buffer(f"{FEEDBACK_PREFIX}{group}", matrix)
 
     def matrix(self, group: str) -> torch.Tensor:

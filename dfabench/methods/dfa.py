@@ -130,7 +130,7 @@ class DFA(Method):
         if need > max_point:
             raise FeedbackShapeError(f"a feedback point of group {group!r} grew to {need} > {max_point} features")
         batch_shape = tuple(error.shape[:k])
-        projected = error.reshape(-1, out_features) @ B[:, :need]  # once for all points
+        projected = error.reshape(-1, out_features).to(B.dtype) @ B[:, :need]  # once for all points
         projected = projected * self.options.scale if self.options.scaling == "global" else projected
         for (point, h), size in zip(group_points, sizes):
             if tuple(h.shape[:k]) != batch_shape:
@@ -147,6 +147,7 @@ class DFA(Method):
         """Independent matrices: signal_i = scale * e B_i, one product per point."""
         batch_shape = tuple(error.shape[:k])
         flat = error.reshape(-1, feature_size(tuple(error.shape), k))
+        flat = flat.to(self.matrices.point_matrix(group, 0).dtype) if group_points else flat
         for index, (point, h) in enumerate(group_points):
             B = self.matrices.point_matrix(group, index)
             if tuple(h.shape[:k]) != batch_shape or feature_size(tuple(h.shape), k) != B.shape[1] \
