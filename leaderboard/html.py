@@ -6,7 +6,9 @@ validation learning curves as inline SVG. No network, no external scripts or sty
 """
 from __future__ import annotations
 
+import hashlib
 import html
+import re
 from pathlib import Path
 
 from dfabench.harness.store import iter_records
@@ -95,6 +97,15 @@ def _gap_svg(gaps, w: int = 520, row_h: int = 16) -> str:
     return f"<svg class='gaps' xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>{''.join(parts)}</svg>"
 
 
+def page_name(domain: str) -> str:
+    """The file a domain's page goes to: a slug of its name, so that a record's domain ('../../x',
+    'a/b') can never name a place outside the site's folder. Names that are already slugs are kept."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", domain).strip("-") or "domain"
+    if slug != domain:  # two odd names must not share a page
+        slug += "-" + hashlib.sha256(domain.encode()).hexdigest()[:6]
+    return f"{slug}.html"
+
+
 def write_site(results: Path, out_dir: Path, repo_root: Path | None = None) -> list[Path]:
     records = [r for r in iter_records(Path(results))]
     out_dir = Path(out_dir)
@@ -122,12 +133,12 @@ def write_site(results: Path, out_dir: Path, repo_root: Path | None = None) -> l
             body += ("<h2>Published numbers</h2><p>On the official datasets (ours above are on the datasets "
                      "named in each row); <em>unknown</em> where we do not have the number.</p>"
                      + _table(["cell", "method", "metric", "published", "source"], paper_rows))
-        body += _images(Path(results) / domain)
+        body += _images(Path(results) / domain) if page_name(domain) == f"{domain}.html" else ""
         body += "<h2>Learning curves (validation, seed 0)</h2>" + _curves(records, domain)
-        path = out_dir / f"{domain}.html"
+        path = out_dir / page_name(domain)
         path.write_text(_page(f"dfabench: {domain}", body))
         written.append(path)
-    links = "".join(f"<li><a href='{html.escape(d)}.html'>{html.escape(d)}</a></li>" for d in domains)
+    links = "".join(f"<li><a href='{html.escape(page_name(d))}'>{html.escape(d)}</a></li>" for d in domains)
     index = out_dir / "index.html"
     index.write_text(_page("dfabench leaderboard", f"<ul>{links or '<li>no records yet</li>'}</ul>"))
     return [index] + written

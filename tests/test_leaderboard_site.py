@@ -132,3 +132,18 @@ def test_published_section_puts_our_same_cell_numbers_beside_the_source(tmp_path
     assert rows["bp"][3:5] == ["9.2", "11 ± 1.4 (n=2)"]  # mean and std of the ok runs only
     assert rows["dfa"][3:5] == ["12.81", "not run"]
     assert "29.8" not in text and published_markdown(published, "graph", ours) == ""
+
+
+@pytest.mark.parametrize("domain", ["../../x", "a/b", "..", ".hidden", "/abs/olute"])
+def test_a_record_s_domain_never_names_a_page_outside_the_site(tmp_path, domain):
+    results = tmp_path / "deep" / "res"
+    write_record(results, {**_record("bp", 0, 0.9), "domain": domain})
+    write_record(results, _record("bp", 1, 0.9))
+    site = tmp_path / "deep" / "site" / "inner"
+    assert main(["leaderboard", "--results", str(results), "--html", str(site)]) == 0
+    pages = sorted(p for p in tmp_path.rglob("*.html"))
+    assert all(p.parent == site for p in pages)  # nothing above or beside the site's folder
+    assert len(pages) == 3 and (site / "mlp.html").exists()  # index, mlp, and the odd domain's slugged page
+    index = (site / "index.html").read_text()
+    odd = next(p for p in pages if p.name not in ("index.html", "mlp.html"))
+    assert f"href='{odd.name}'" in index
