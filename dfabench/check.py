@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .tables import CELL, paired_gaps, records_frame, summary
+from .tables import GROUP, paired_gaps, records_frame, summary
 
 GAP_FLOOR = 0.02  # smoke runs are noisy with few seeds: never a tolerance below 2% of BP's metric
 SHALLOW_MARGIN_KEPT = 0.5  # DFA must keep at least half of its recorded margin over shallow
@@ -32,7 +32,7 @@ def _key(row) -> str:
 
 
 def _paired(frame: pd.DataFrame, cell: pd.Series, method: str, base: str) -> pd.Series:
-    rows = frame[(frame.status == "ok") & (frame[CELL] == cell[CELL]).all(axis=1)]
+    rows = frame[(frame.status == "ok") & (frame[GROUP] == cell[GROUP]).all(axis=1)]
     b = rows[rows.method == base].set_index("seed")["value"]
     return (rows[rows.method == method].set_index("seed")["value"] - b).dropna()
 

@@ -22,7 +22,7 @@ from .harness.plan import plan
 from .harness.store import iter_records
 from .hparams import ConfigError
 from .plots import domain_figures, pyplot
-from .tables import VAL_PREFIX, metric_frame, wide
+from .tables import VAL_PREFIX, VARIANT, metric_frame, wide
 from .task import SCALES, all_tasks, unavailable_tasks
 
 SEEDS = {"smoke": 3, "small": 3, "paper": 1}  # default --seeds per scale
@@ -127,7 +127,7 @@ def paper_table(table: PaperTable, domain: str, records: list[dict], published: 
     ours = ours.assign(_model=ours.model.map(lambda m: (order.get(m, len(order)), m)),
                        _metric=ours.metric.map(lambda m: table.metrics.index(m.split()[0])))
     ours = ours.sort_values(["dataset", "_model", "_metric"], kind="stable")
-    out = ours[["dataset", "model", "metric"]].copy()
+    out = ours[["dataset", "model", *[c for c in VARIANT if c in ours], "metric"]].copy()  # variants: own rows
     if "floor" in ours:
         out["floor"] = ours["floor"].replace("", "—")
     for method in table.methods:

@@ -5,6 +5,12 @@ std over seeds and n; methods side by side, the best in bold; and for every meth
 its gap to BP paired by seed (mean difference with a 95% t-interval). Only runs with status ``ok``
 enter the statistics; the others are counted in a ``failed`` column. Where the records report a
 trivial floor for the metric (chance accuracy, the unigram perplexity), a ``floor`` column shows it.
+
+Runs group by the same identity as their ids: a record's ``overrides`` (what the user's ``--set``
+changed) and ``data`` (the content fingerprint of a user's data) are part of the row, shown in an
+``overrides`` / ``data`` column when any record has one, so a ``--set lr=1e6`` run or another graph
+never shares a row with the default runs. A seed that appears twice for one method in a row is
+refused by the pairing (the gap says so) instead of being counted twice.
 """
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from .harness.store import iter_records
 
 METHOD_ORDER = ["bp", "dfa", "shallow"]
 CELL = ["scale", "domain", "dataset", "model"]
+VARIANT = ["overrides", "data"]  # the rest of a row's identity ('' for the task's own settings and data)
+GROUP = CELL + VARIANT
 
 
 VAL_PREFIX = "val:"  # a metric named "val:perplexity" is read from the validation split
@@ -28,6 +36,8 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     """One row per record: its primary metric's value on the test split (on validation for a
     ``val:`` name) and the trivial floor the task reported for it (``extras.floors``, test;
     ``extras.val_floors``, validation), NaN where there is none."""
+    from .harness.identity import overrides_label
+
     rows = []
     for r in records:
         metric = r.get("primary_metric")
@@ -36,11 +46,12 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
         floors = (r.get("extras") or {}).get("floors" if split == "test" else "val_floors") or {}
         floor = (floors.get(name) or {}).get("value") if isinstance(floors, dict) else None
         rows.append({"scale": r["scale"], "domain": r["domain"], "dataset": r["dataset"], "model": r["model"],
+                     "overrides": overrides_label(r.get("overrides")), "data": (r.get("data") or "")[:8],
                      "method": r["method"], "seed": r["seed"], "status": r["status"], "metric": metric,
                      "higher_is_better": r.get("higher_is_better", True),
                      "value": float(value) if isinstance(value, (int, float)) else math.nan,
                      "floor": float(floor) if isinstance(floor, (int, float)) else math.nan})
-    columns = CELL + ["method", "seed", "status", "metric", "higher_is_better", "value", "floor"]
+    columns = GROUP + ["method", "seed", "status", "metric", "higher_is_better", "value", "floor"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -88,7 +99,7 @@ def _method_key(method: str) -> tuple[int, str]:
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Long format: one row per cell and method with mean, std (ddof=1), n and failed runs."""
     ok = frame[frame.status == "ok"]
-    keys = CELL + ["method", "metric", "higher_is_better"]
+    keys = GROUP + ["method", "metric", "higher_is_better"]
     stats_frame = ok.groupby(keys, dropna=False)["value"].agg(mean="mean", std="std", n="count").reset_index()
     failed = frame[frame.status != "ok"].groupby(keys, dropna=False).size().rename("failed").reset_index()
     out = stats_frame.merge(failed, on=keys, how="outer")
@@ -98,18 +109,26 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_gaps(frame: pd.DataFrame, reference: str = "bp") -> pd.DataFrame:
-    """Method minus reference, paired by seed, per cell: mean, 95% CI half-width, n pairs."""
+    """Method minus reference, paired by seed, per row: mean, 95% CI half-width, n pairs. A seed
+    recorded twice for either side is not paired at all: ``duplicate`` names it, the gap is NaN."""
     ok = frame[frame.status == "ok"]
     rows = []
-    for (*cell, metric), group in ok.groupby(CELL + ["metric"]):
+    for (*cell, metric), group in ok.groupby(GROUP + ["metric"]):
         base = group[group.method == reference].set_index("seed")["value"]
         for method, sub in group[group.method != reference].groupby("method"):
-            diff = (sub.set_index("seed")["value"] - base).dropna()
+            mine = sub.set_index("seed")["value"]
+            twice = sorted(set(base.index[base.index.duplicated()]) | set(mine.index[mine.index.duplicated()]))
+            if twice:
+                rows.append(dict(zip(GROUP, cell), metric=metric, method=method, gap=math.nan, ci95=math.nan,
+                                 pairs=0, duplicate=", ".join(map(str, twice))))
+                continue
+            diff = (mine - base).dropna()
             n = len(diff)
             mean = diff.mean() if n else math.nan
             half = (stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-            rows.append(dict(zip(CELL, cell), metric=metric, method=method, gap=mean, ci95=half, pairs=n))
-    return pd.DataFrame(rows, columns=CELL + ["metric", "method", "gap", "ci95", "pairs"])
+            rows.append(dict(zip(GROUP, cell), metric=metric, method=method, gap=mean, ci95=half, pairs=n,
+                             duplicate=""))
+    return pd.DataFrame(rows, columns=GROUP + ["metric", "method", "gap", "ci95", "pairs", "duplicate"])
 
 
 def format_mean(mean: float, std: float, n: int, digits: int = 4) -> str:
@@ -128,12 +147,12 @@ def wide(frame: pd.DataFrame, over_shallow: tuple[str, ...] = ()) -> pd.DataFram
     summ = summary(frame)
     gaps = paired_gaps(frame)
     shallow_gaps = paired_gaps(frame, "shallow") if over_shallow else gaps.iloc[0:0]
-    floors = frame.groupby(CELL + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
+    floors = frame.groupby(GROUP + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
     methods = sorted(summ.method.unique(), key=_method_key)
     rows = []
-    for (*cell, metric), group in summ.groupby(CELL + ["metric"], sort=True):
+    for (*cell, metric), group in summ.groupby(GROUP + ["metric"], sort=True):
         higher = bool(group.higher_is_better.iloc[0])
-        row = dict(zip(CELL, cell))
+        row = dict(zip(GROUP, cell))
         row["metric"] = f"{metric} {'↑' if higher else '↓'}"
         # the trivial level (chance, unigram perplexity): what a method must beat to have learned anything
         floor = floors.get(tuple(cell) + (metric,), math.nan)
@@ -150,25 +169,27 @@ def wide(frame: pd.DataFrame, over_shallow: tuple[str, ...] = ()) -> pd.DataFram
             if int(m["failed"]):
                 text += f" [{int(m['failed'])} failed]"
             row[method] = f"**{text}**" if method == best and len(ok_means) > 1 else text
-        key = pd.Series({**dict(zip(CELL, cell)), "metric": metric})
-        cell_gaps = gaps[(gaps[CELL + ["metric"]] == key).all(axis=1)] if len(gaps) else gaps
+        key = pd.Series({**dict(zip(GROUP, cell)), "metric": metric})
+        cell_gaps = gaps[(gaps[GROUP + ["metric"]] == key).all(axis=1)] if len(gaps) else gaps
         for method in methods:
             if method != "bp":
                 row[f"{method}−bp"] = _gap_text(cell_gaps, method)
         if over_shallow:
-            cell_shallow = shallow_gaps[(shallow_gaps[CELL + ["metric"]] == key).all(axis=1)]
+            cell_shallow = shallow_gaps[(shallow_gaps[GROUP + ["metric"]] == key).all(axis=1)]
             for method in over_shallow:
                 row[f"{method}−shallow"] = _gap_text(cell_shallow, method)
         rows.append(row)
     table = pd.DataFrame(rows)
-    empty_columns = [c for c in table.columns
-                     if (c.endswith(("−bp", "−shallow")) or c == "floor") and (table[c] == "").all()]
-    return table.drop(columns=empty_columns)
+    empty = [c for c in table.columns
+             if (c.endswith(("−bp", "−shallow")) or c == "floor" or c in VARIANT) and (table[c] == "").all()]
+    return table.drop(columns=empty)  # default runs only: no overrides / data column
 
 
 def _gap_text(gaps: pd.DataFrame, method: str) -> str:
     """'+gap ± ci' of one method in one cell's paired gaps; '' without pairs."""
     g = gaps[gaps.method == method] if len(gaps) else gaps
+    if len(g) and g.duplicate.iloc[0]:
+        return f"not paired: seed {g.duplicate.iloc[0]} recorded twice"
     if not len(g) or g.pairs.iloc[0] == 0:
         return ""
     ci = g.ci95.iloc[0]
@@ -177,7 +198,7 @@ def _gap_text(gaps: pd.DataFrame, method: str) -> str:
 
 def render(frame: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "csv":
-        return summary(frame).merge(paired_gaps(frame), on=CELL + ["metric", "method"], how="left").to_csv(index=False)
+        return summary(frame).merge(paired_gaps(frame), on=GROUP + ["metric", "method"], how="left").to_csv(index=False)
     table = wide(frame)
     if table.empty:
         return "no run records\n"
