@@ -16,8 +16,9 @@ directions), ``y`` and boolean ``train_mask`` / ``val_mask`` / ``test_mask``.
 * ``cora`` / ``citeseer`` / ``pubmed``: torch_geometric's Planetoid with the public split, read from
   ``root`` (default ``~/.cache/dfabench/planetoid``); downloaded only with ``download=true``.
 * ``custom``: ``path`` is either a saved ``Data`` (``torch.save(data, 'graph.pt')``) or a directory
-  with ``edges.csv`` (two integer columns: source, target; no header), ``features.npy`` (nodes x
-  features) and ``labels.npy`` (nodes). Missing masks are drawn as Planetoid does: 20 training nodes
+  with ``edges.csv`` (two integer columns: source, target; a header row optional), ``features.csv``
+  or ``.npy`` (nodes x features) and ``labels.csv`` or ``.npy`` (one label per node), read and
+  checked by ``files.py``. Missing masks are drawn as Planetoid does: 20 training nodes
   per class, 500 validation, 1,000 test (fewer on small graphs: at most a third of the nodes train),
   from a fixed seed.
 
@@ -32,12 +33,16 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
+from dfabench.errors import DataError
+
+from .files import read_folder
+
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 DEFAULT_ROOT = Path.home() / ".cache" / "dfabench" / "planetoid"
 
 
-class GraphDataError(RuntimeError):
-    pass
+class GraphDataError(DataError):
+    """The user's graph (or an official one) is missing or wrong: refused before anything trains."""
 
 
 def planetoid_split(y: torch.Tensor, seed: int, per_class: int = 20, n_val: int = 500, n_test: int = 1000):
@@ -123,22 +128,34 @@ def custom(path: str | None, seed: int) -> Data:
                              "edges.csv, features.npy and labels.npy (--set path=...)")
     p = Path(path).expanduser()
     if p.is_file():
-        data = torch.load(p, weights_only=False)
+        try:
+            data = torch.load(p, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - whatever torch says, the file is not a saved graph
+            raise GraphDataError(f"custom: {p} is not a saved torch_geometric Data ({type(err).__name__})") from None
         if not isinstance(data, Data):
             raise GraphDataError(f"custom: {p} holds a {type(data).__name__}, not a torch_geometric Data")
+        _check_saved(data, p)
     elif p.is_dir():
-        missing = [f for f in ("edges.csv", "features.npy", "labels.npy") if not (p / f).exists()]
-        if missing:
-            raise GraphDataError(f"custom: {p} lacks {', '.join(missing)}")
-        edges = np.loadtxt(p / "edges.csv", delimiter=",", dtype=np.int64, ndmin=2)
-        x = torch.from_numpy(np.load(p / "features.npy").astype(np.float32))
-        y = torch.from_numpy(np.load(p / "labels.npy").astype(np.int64))
-        data = Data(x=x, edge_index=to_undirected(torch.from_numpy(edges.T.copy()), num_nodes=len(x)), y=y)
+        x, y, edges = read_folder(p)  # checked: one line naming the file and line for what is wrong
+        data = Data(x=torch.from_numpy(x), edge_index=to_undirected(torch.from_numpy(edges), num_nodes=len(x)),
+                    y=torch.from_numpy(y))
     else:
         raise GraphDataError(f"custom: {p} does not exist")
     if getattr(data, "train_mask", None) is None:
         data = _with_split(data, seed)
     return data
+
+
+def _check_saved(data: Data, path: Path) -> None:
+    """What a saved Data must hold for the graph models: features, a label per node, ids in range."""
+    for name in ("x", "y", "edge_index"):
+        if getattr(data, name, None) is None:
+            raise GraphDataError(f"custom: {path} has no {name}")
+    n = data.x.shape[0]
+    if data.y.shape[0] != n:
+        raise GraphDataError(f"custom: {path}: {data.y.shape[0]} labels for {n} nodes: one label per node")
+    if data.edge_index.numel() and (int(data.edge_index.min()) < 0 or int(data.edge_index.max()) >= n):
+        raise GraphDataError(f"custom: {path}: edge_index holds node ids outside 0..{n - 1}")
 
 
 def _with_split(data: Data, seed: int) -> Data:

@@ -90,6 +90,8 @@ class GraphTask(Task):
         "custom": "your own graph: --set path=graph.pt or a directory (see tasks/graph/README.md)",
     }
     explicit_datasets = frozenset({"cora", "citeseer", "pubmed", "custom"})
+    # what changes the graph itself; the pre-flight check loads each distinct one once
+    data_options = frozenset({"nodes", "homophily", "noise", "knn", "root", "download", "path"})
     models = {**NODE_MODELS, "gae": "graph autoencoder, GCN encoder 32 -> 16, link prediction (AUC, AP)"}
 
     def method_applies(self, model: str, method: str) -> bool:
