@@ -113,7 +113,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for dataset, model in task.cells():
             methods = [m for m in METHODS if task.method_applies(model, m)]
             print(f"{domain}/{dataset}/{model}  methods={','.join(methods)}  scales={','.join(SCALES)}"
-                  f"  primary={task.primary_for(model)}")
+                  f"  primary={task.primary_for(model)}" + ("  needs data" if task.needs_data(dataset) else ""))
     for domain, why in sorted(unavailable_tasks().items()):
         print(f"# {domain}: unavailable: {why}")
     return 0

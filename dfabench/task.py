@@ -104,6 +104,15 @@ class Task:
     def cells(self) -> list[tuple[str, str]]:
         return [(d, m) for d in self.datasets for m in self.models]
 
+    def alias(self, dataset: str, model: str) -> tuple[str, str]:
+        """The cell a selector's dataset/model parts name, where a task offers a shorter spelling
+        (nerf/blender/lego for the cell nerf/blender-lego/nerf); by default the parts themselves."""
+        return dataset, model
+
+    def needs_data(self, dataset: str) -> bool:
+        """Whether a dataset needs the user's files or a download (shown by `dfabench list`)."""
+        return dataset in self.explicit_datasets
+
     def method_applies(self, model: str, method: str) -> bool:
         from .methods import METHODS
 

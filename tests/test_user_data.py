@@ -135,3 +135,127 @@ def test_a_missing_or_foreign_graph_file_is_refused(tmp_path, capsys):
     junk = tmp_path / "graph.pt"
     junk.write_bytes(b"not a torch file")
     refused(capsys, run_graph(results, junk), "graph.pt", "not a saved torch_geometric Data", results=results)
+
+
+# -- NeRF: official Blender and LLFF layouts ----------------------------------------------------------
+NERF_TINY = ["--set", "resolution=8", "--set", "max_eval_views=1", "--set", "batch_size=16",
+             "--set", "eval_chunk=64"]
+
+
+def write_blender_scene(folder: Path) -> Path:
+    """A small scene in the official Blender layout (transforms_*.json + RGBA PNGs), as the procedural
+    scenes are written: 4 train, 2 val, 2 test views of 8x8."""
+    from dfabench.tasks.nerf.data import write_procedural
+
+    root = write_procedural(folder, "blobs", 8, seed=0, n_train=4, n_val=2, n_test=2)
+    scene = folder / "lego"
+    root.rename(scene)
+    return scene
+
+
+def write_llff_scene(folder: Path, n: int = 9, h: int = 6, w: int = 8) -> Path:
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for k in range(n):
+        Image.fromarray(np.full((h, w, 3), 20 * k, np.uint8)).save(folder / "images" / f"img_{k:02d}.png")
+        pose = np.concatenate([np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1.0]]), [[0.01 * k], [0], [0]],
+                               [[h], [w], [5.0]]], 1)
+        rows.append(np.concatenate([pose.reshape(-1), [1.0, 10.0]]))
+    np.save(folder / "poses_bounds.npy", np.array(rows))
+    return folder
+
+
+def nerf_run(results: Path, selector: str, scene: Path) -> list[str]:
+    return ["run", selector, "--method", "bp,dfa", "--scale", "smoke", "--results", str(results),
+            "--set", f"data_dir={scene}", *NERF_TINY]
+
+
+def test_official_scenes_are_listed_as_needing_data(capsys):
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lego = next(line for line in lines if line.startswith("nerf/blender-lego/nerf "))
+    fern = next(line for line in lines if line.startswith("nerf/llff-fern/nerf "))
+    assert lego.endswith("needs data") and fern.endswith("needs data")
+    assert not next(line for line in lines if line.startswith("nerf/blobs/nerf ")).endswith("needs data")
+
+
+def test_nerf_blender_scene_trains_from_the_command_line(tmp_path, capsys):
+    results = tmp_path / "res"
+    assert main(nerf_run(results, "nerf/blender/lego", write_blender_scene(tmp_path))) == 0
+    records = list(iter_records(results))
+    assert sorted(r["method"] for r in records) == ["bp", "dfa"]
+    assert all(r["status"] == "ok" and r["dataset"] == "blender-lego" for r in records)
+    assert all(r["metrics"]["test"]["psnr"] > 0 for r in records)
+    assert str(tmp_path) not in (results / "runs" / f"{records[0]['id']}.json").read_text()
+
+
+def test_nerf_llff_scene_trains_from_the_command_line(tmp_path, capsys):
+    results = tmp_path / "res"
+    assert main(nerf_run(results, "nerf/llff/fern", write_llff_scene(tmp_path / "fern"))) == 0
+    assert all(r["status"] == "ok" and r["dataset"] == "llff-fern" for r in iter_records(results))
+
+
+def _replace_image(scene: Path, split: str, size: tuple[int, int]):
+    from PIL import Image
+
+    Image.new("RGBA", size, (10, 20, 30, 255)).save(scene / split / "r_0.png")
+
+
+def _frames(scene: Path, split: str, frames):
+    meta = json.loads((scene / f"transforms_{split}.json").read_text())
+    meta["frames"] = frames(meta["frames"])
+    (scene / f"transforms_{split}.json").write_text(json.dumps(meta))
+
+
+BLENDER_MALFORMED = {
+    "image missing": (lambda s: (s / "test" / "r_1.png").unlink(), ("transforms_test.json", "frames[1]",
+                                                                      "does not exist")),
+    "sizes differ": (lambda s: _replace_image(s, "train", (6, 6)), ("r_0.png", "every view must share one size")),
+    "val equals test": (lambda s: shutil.copy(s / "val" / "r_1.png", s / "test" / "r_0.png"),
+                        ("identical to validation view", "val and test must be different views")),
+    "empty split": (lambda s: _frames(s, "val", lambda f: []), ("transforms_val.json", "no frames")),
+    "no transforms": (lambda s: (s / "transforms_test.json").unlink(), ("transforms_test.json", "missing")),
+    "not JSON": (lambda s: (s / "transforms_train.json").write_text("{frames: ["), ("transforms_train.json",
+                                                                                     "not JSON")),
+    "bad matrix": (lambda s: _frames(s, "train", lambda f: [{**f[0], "transform_matrix": [[1, 0]]}] + f[1:]),
+                   ("transforms_train.json", "frames[0]", "4x4 transform_matrix")),
+    "truncated png": (lambda s: (s / "train" / "r_2.png").write_bytes(b"\x89PNG\r\n"), ("r_2.png",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BLENDER_MALFORMED))
+def test_a_malformed_blender_scene_is_refused_before_training(tmp_path, capsys, case):
+    scene = write_blender_scene(tmp_path)
+    damage, expected = BLENDER_MALFORMED[case]
+    damage(scene)
+    refused(capsys, nerf_run(tmp_path / "res", "nerf/blender/lego", scene), *expected, results=tmp_path / "res")
+
+
+LLFF_MALFORMED = {
+    "an image too few": (lambda s: (s / "images" / "img_03.png").unlink(), ("8 images for the 9 poses",)),
+    "sizes differ": (lambda s: __import__("PIL.Image").Image.new("RGB", (4, 4)).save(s / "images" / "img_05.png"),
+                     ("img_05.png", "every view must share one size")),
+    "too few views": (lambda s: (np.save(s / "poses_bounds.npy", np.load(s / "poses_bounds.npy")[:3]),
+                                 [(s / "images" / f"img_{k:02d}.png").unlink() for k in range(3, 9)]),
+                      ("3 views", "need at least 5")),
+    "wrong columns": (lambda s: np.save(s / "poses_bounds.npy", np.zeros((9, 15))), ("N x 17",)),
+    "no poses": (lambda s: (s / "poses_bounds.npy").unlink(), ("poses_bounds.npy", "missing")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LLFF_MALFORMED))
+def test_a_malformed_llff_scene_is_refused_before_training(tmp_path, capsys, case):
+    scene = write_llff_scene(tmp_path / "fern")
+    damage, expected = LLFF_MALFORMED[case]
+    damage(scene)
+    refused(capsys, nerf_run(tmp_path / "res", "nerf/llff/fern", scene), *expected, results=tmp_path / "res")
+
+
+def test_an_official_scene_without_data_dir_says_what_to_pass(tmp_path, capsys):
+    results = tmp_path / "res"
+    refused(capsys, ["run", "nerf/blender/lego", "--scale", "smoke", "--results", str(results)],
+            "blender-lego needs its scene folder: --set data_dir=DIR", results=results)
+    refused(capsys, ["run", "nerf/llff/fern", "--scale", "smoke", "--results", str(results),
+                     "--set", f"data_dir={tmp_path / 'nope'}"], "is not a folder", results=results)

@@ -66,6 +66,9 @@ def match_cells(selectors: list[str]) -> list[str]:
     for selector in selectors:
         if selector.count("/") != 2:
             raise ConfigError(f"selector {selector!r} must look like domain/dataset/model (globs allowed)")
+        domain, dataset, model = selector.split("/")
+        if domain in tasks:  # a task's shorter spelling of a cell (nerf/blender/lego)
+            selector = "/".join((domain, *tasks[domain].alias(dataset, model)))
         wanted_dataset = selector.split("/")[1]
 
         def matches(cell: str) -> bool:

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dfabench.errors import DataError
+
 
 @dataclass
 class Views:
@@ -110,13 +112,68 @@ def write_procedural(root: Path, name: str, res: int, seed: int, n_train=40, n_v
 
 
 # -- loaders --------------------------------------------------------------------------------------
+def blender_frames(root: str | Path, split: str) -> tuple[dict, list[Path]]:
+    """A Blender split's metadata and image paths, checked: the transforms file is JSON with
+    camera_angle_x and a non-empty list of frames, each with a 4x4 transform_matrix and an image that
+    exists. Anything else is a DataError naming the file (and frame)."""
+    root = Path(root)
+    meta_path = root / f"transforms_{split}.json"
+    if not meta_path.is_file():
+        raise DataError(f"{meta_path}: missing (a Blender scene folder holds transforms_{{train,val,test}}.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{meta_path}: not JSON ({err})".splitlines()[0]) from None
+    frames = meta.get("frames") if isinstance(meta, dict) else None
+    if not isinstance(frames, list) or not frames:
+        raise DataError(f"{meta_path}: no frames: the {split} split would be empty")
+    if not isinstance(meta.get("camera_angle_x"), (int, float)):
+        raise DataError(f"{meta_path}: field camera_angle_x is missing or not a number")
+    paths = []
+    for k, frame in enumerate(frames):
+        name = frame.get("file_path") if isinstance(frame, dict) else None
+        matrix = np.asarray(frame.get("transform_matrix") if isinstance(frame, dict) else None, dtype=object)
+        if not isinstance(name, str) or matrix.shape != (4, 4):
+            raise DataError(f"{meta_path}: frames[{k}] needs a file_path and a 4x4 transform_matrix")
+        path = root / (name + ("" if name.endswith(".png") else ".png"))
+        if not path.is_file():
+            raise DataError(f"{meta_path}: frames[{k}]: image {path} does not exist")
+        paths.append(path)
+    return meta, paths
+
+
+def check_blender_splits(root: str | Path) -> None:
+    """Across splits: every image shares one size, and no view is in both val and test (identical
+    files would make the test set the selection set). Every view is checked, not only those a run
+    evaluates on."""
+    import hashlib
+
+    sizes, digests = {}, {}
+    for split in ("train", "val", "test"):
+        _, paths = blender_frames(root, split)
+        for path in paths:
+            try:
+                with Image.open(path) as img:
+                    sizes.setdefault(img.size, path)
+            except (OSError, SyntaxError) as err:
+                raise DataError(f"{path}: not a readable image ({err})".splitlines()[0]) from None
+        if split != "train":
+            digests[split] = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in paths}
+    if len(sizes) > 1:
+        (a, pa), (b, pb) = list(sizes.items())[:2]
+        raise DataError(f"{pb}: {b[0]}x{b[1]} pixels, but {pa} is {a[0]}x{a[1]}: every view must share one size")
+    same = set(digests["val"]) & set(digests["test"])
+    if same:
+        digest = sorted(same)[0]
+        raise DataError(f"{digests['test'][digest]} is identical to validation view {digests['val'][digest]}: "
+                        "val and test must be different views")
+
+
 def load_blender(root: str | Path, split: str, downscale: int = 1, max_views: int | None = None) -> Views:
     """Official Blender synthetic layout; RGBA composited on white."""
-    root = Path(root)
-    meta = json.loads((root / f"transforms_{split}.json").read_text())
+    meta, paths = blender_frames(root, split)
     rays, rgbs = [], []
-    for frame in meta["frames"][:max_views]:
-        path = root / (frame["file_path"] + ("" if frame["file_path"].endswith(".png") else ".png"))
+    for frame, path in zip(meta["frames"][:max_views], paths[:max_views]):
         img = Image.open(path).convert("RGBA")
         if downscale > 1:
             img = img.resize((img.width // downscale, img.height // downscale), Image.LANCZOS)
@@ -142,21 +199,51 @@ def ndc_rays(rays: np.ndarray, h: int, w: int, focal: float, near: float = 1.0) 
     return np.concatenate([np.stack([o0, o1, o2], -1), np.stack([d0, d1, d2], -1)], -1).astype(np.float32)
 
 
+def _poses_bounds(root: Path) -> np.ndarray:
+    path = root / "poses_bounds.npy"
+    if not path.is_file():
+        raise DataError(f"{path}: missing (an LLFF scene folder holds poses_bounds.npy and images/)")
+    try:
+        pb = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise DataError(f"{path}: not a NumPy array file ({err})".splitlines()[0]) from None
+    if pb.ndim != 2 or pb.shape[1] != 17 or not np.isfinite(pb).all():
+        raise DataError(f"{path}: expected N x 17 finite numbers (3x5 pose and 2 bounds per view), got {pb.shape}")
+    return pb
+
+
+def _llff_images(root: Path, views: int, holdout: int) -> list[Path]:
+    folder = root / "images"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: missing (an LLFF scene folder holds poses_bounds.npy and images/)")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if len(files) != views:
+        raise DataError(f"{folder}: {len(files)} images for the {views} poses in poses_bounds.npy")
+    if views <= holdout // 2:  # view 0 is test, view holdout//2 validation, the rest train
+        raise DataError(f"{root / 'poses_bounds.npy'}: {views} views; train, val and test need at least "
+                        f"{holdout // 2 + 1}")
+    return files
+
+
 def load_llff(root: str | Path, downscale: int = 1, holdout: int = 8) -> dict[str, Views]:
     """LLFF layout (poses_bounds.npy + images/). Every `holdout`-th view is test (the NeRF protocol);
     the view halfway between two test views is validation, taken out of training: NeRF's own code
     validates on the test views, which would pick the checkpoint on test here."""
     root = Path(root)
-    pb = np.load(root / "poses_bounds.npy")
+    pb = _poses_bounds(root)
     poses = pb[:, :15].reshape(-1, 3, 5)
     bounds = pb[:, 15:]
     # LLFF stores [down, right, back]; NeRF uses [right, up, back].
     poses = np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:]], -1)
     poses[:, :3, 3] *= 1.0 / (bounds.min() * 0.75)  # so the near plane sits past 1 (NDC near)
-    files = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    rays, rgbs = [], []
+    files = _llff_images(root, len(pb), holdout)
+    rays, rgbs, size = [], [], None
     for pose, f in zip(poses, files):
         img = Image.open(f).convert("RGB")
+        if size is not None and img.size != size:
+            raise DataError(f"{f}: {img.width}x{img.height} pixels, but {files[0]} is {size[0]}x{size[1]}: "
+                            "every view must share one size")
+        size = img.size
         if downscale > 1:
             img = img.resize((img.width // downscale, img.height // downscale), Image.LANCZOS)
         a = np.asarray(img, dtype=np.float32) / 255.0

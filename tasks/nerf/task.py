@@ -18,12 +18,18 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from dfabench.alignment import inactive_units
+from dfabench.errors import DataError
 from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_fingerprint
 
-from .data import Views, load_blender, load_llff, write_procedural
+from .data import Views, check_blender_splits, load_blender, load_llff, write_procedural
 from .models import NeRF
 
 PROCEDURAL = ("blobs", "slab")
+# The official scenes, each a dataset of its own ('blender-lego'); the selector nerf/blender/lego
+# names it. 'blender' and 'llff' alone read any scene in those layouts.
+BLENDER_SCENES = ("chair", "drums", "ficus", "hotdog", "lego", "materials", "mic", "ship")
+LLFF_SCENES = ("fern", "flower", "fortress", "horns", "leaves", "orchids", "room", "trex")
+OFFICIAL = {"blender": BLENDER_SCENES, "llff": LLFF_SCENES}
 
 
 class NeRFHParams(TrainHParams):
@@ -61,11 +67,18 @@ def _cache_dir(hp: NeRFHParams) -> Path:
 def _load(dataset: str, data_dir: str | None, cache: str, res: int, downscale: int, max_eval: int | None):
     if dataset in PROCEDURAL:
         root = write_procedural(Path(cache), dataset, res, seed=0)
+        check_blender_splits(root)
         split = {s: load_blender(root, s, 1, None if s == "train" else max_eval) for s in ("train", "val", "test")}
         return SceneData(**split, near=2.0, far=6.0, white_bkgd=True, source=f"procedural:{dataset}@{res}")
+    layout, _, scene = dataset.partition("-")
     if data_dir is None:
-        raise ValueError(f"dataset {dataset!r} needs data_dir (the scene's folder)")
-    if dataset == "blender":
+        example = f"nerf_synthetic/{scene or 'lego'}" if layout == "blender" else f"nerf_llff_data/{scene or 'fern'}"
+        raise DataError(f"{dataset} needs its scene folder: --set data_dir=DIR (e.g. {example})")
+    if not Path(data_dir).expanduser().is_dir():
+        raise DataError(f"{dataset}: data_dir {data_dir} is not a folder")
+    data_dir = str(Path(data_dir).expanduser())
+    if layout == "blender":
+        check_blender_splits(data_dir)
         split = {s: load_blender(data_dir, s, downscale, None if s == "train" else max_eval)
                  for s in ("train", "val", "test")}
         return SceneData(**split, near=2.0, far=6.0, white_bkgd=True, source="blender")
@@ -89,14 +102,26 @@ class NeRFTask(Task):
     datasets = {
         "blobs": "procedural: three coloured soft spheres on white (easy), Blender layout, cached",
         "slab": "procedural: thin box with checker/stripe texture on white (harder), Blender layout, cached",
-        "blender": "official Blender synthetic scene (transforms_*.json + RGBA PNGs) from data_dir",
-        "llff": "official LLFF scene (poses_bounds.npy + images/, NDC rays) from data_dir",
+        "blender": "any scene in the Blender synthetic layout (transforms_*.json + RGBA PNGs) from data_dir",
+        "llff": "any scene in the LLFF layout (poses_bounds.npy + images/, NDC rays) from data_dir",
+        **{f"blender-{s}": f"official Blender synthetic {s}: --set data_dir=.../nerf_synthetic/{s}"
+           for s in BLENDER_SCENES},
+        **{f"llff-{s}": f"official LLFF {s}: --set data_dir=.../nerf_llff_data/{s}" for s in LLFF_SCENES},
     }
+    explicit_datasets = frozenset(d for d in datasets if d not in PROCEDURAL)  # they need data_dir
+    data_options = frozenset({"resolution", "downscale", "max_eval_views", "data_dir"})
+    data_errors = (SyntaxError,)  # what PIL raises for a truncated image
     models = {"nerf": "coarse + fine NeRF MLPs, positional encoding, skip; DFA at the raw (rgb, sigma)"}
 
     def cells(self):
-        # Official scenes need a user path; the default grid is the offline procedural scenes.
-        return [(d, "nerf") for d in PROCEDURAL]
+        # Official scenes are explicit: a glob (nerf/*/*) runs the offline procedural scenes only.
+        return [(d, "nerf") for d in self.datasets]
+
+    def alias(self, dataset: str, model: str) -> tuple[str, str]:
+        """nerf/blender/lego and nerf/llff/fern name the official scenes (cells blender-lego/nerf...)."""
+        if dataset in OFFICIAL and model not in self.models:
+            return f"{dataset}-{model}", "nerf"
+        return dataset, model
 
     def load_data(self, dataset, hp: NeRFHParams, seed, scale, device) -> SceneData:
         d = _load(dataset, hp.data_dir, str(_cache_dir(hp)), hp.resolution, hp.downscale, hp.max_eval_views)
