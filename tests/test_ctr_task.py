@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from dfabench.errors import ConfigError
 from dfabench.harness.plan import match_cells, plan
 from dfabench.harness.runner import run_one
 from dfabench.methods import create
@@ -133,8 +134,10 @@ def test_bp_only_models_and_official_data_are_explained(tmp_path):
     assert [r.method for r in runs] == ["bp", "bp"]
     assert any("fm has no hidden layer" in n for n in notes)
     assert not any("criteo" in c for c in match_cells(["ctr/*/*"]))
-    criteo_runs, _ = plan(["ctr/criteo/deepfm"], ["bp"], "smoke", [0])
-    record = run_one(criteo_runs[0], tmp_path)
+    with pytest.raises(ConfigError, match="set path"):  # refused by the pre-flight check, before training
+        plan(["ctr/criteo/deepfm"], ["bp"], "smoke", [0])
+    criteo_runs, _ = plan(["ctr/criteo/deepfm"], ["bp"], "smoke", [0], check_data=False)
+    record = run_one(criteo_runs[0], tmp_path)  # had it got past the check, the run records the error
     assert record["status"] == "error" and "set path" in record["error"]
 
 
