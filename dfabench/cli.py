@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
-EXIT_RUN_ERRORS = 1  # some run of the invocation ended in `error` (after a summary of why)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 MAX_SEEDS = 1000  # a stated limit: --seeds 100000000000 is a typo, not a plan
@@ -144,30 +143,10 @@ def existing_results(path: Path) -> Path:
     return path
 
 
-def summarize(records: list[dict]) -> int:
-    """Print what did not end ok (errors grouped by cause, one line each) and return the exit code."""
-    label = lambda r: f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed={r['seed']}"
-    for r in records:
-        if r["status"] in ("diverged", "timeout"):  # results, not failures
-            print(f"{label(r)}: {r['status']}{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)
-    causes: dict[str, list[dict]] = {}
-    for r in records:
-        if r["status"] == "error":
-            causes.setdefault(str(r.get("error") or "unknown error").splitlines()[0], []).append(r)
-    if not causes:
-        return 0
-    for cause, runs in causes.items():
-        shown = ", ".join(label(r) for r in runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
-        print(f"error in {len(runs)} run(s): {cause} ({shown})", file=sys.stderr)
-    failed = sum(len(v) for v in causes.values())
-    print(f"dfabench: {failed} of {len(records)} runs ended in error; their records hold the tracebacks, "
-          f"and the same command retries them", file=sys.stderr)
-    return EXIT_RUN_ERRORS
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .harness.executor import pending, run_local
     from .harness.plan import plan
+    from .harness.summary import summarize
 
     if args.address and args.executor != "ray":
         raise ConfigError("--address needs --executor ray")
@@ -315,11 +294,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.no_run:
         writable_results(Path(args.results) if args.results else Path("results") / args.scale)
     domains = _split(args.domains) if args.domains else None
-    written = reproduce(args.scale, Path(args.results) if args.results else None, args.seeds, args.device, domains,
-                        run=not args.no_run, baselines=Path(args.baselines))
+    written, code = reproduce(args.scale, Path(args.results) if args.results else None, args.seeds, args.device,
+                              domains, run=not args.no_run, baselines=Path(args.baselines))
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -212,15 +212,15 @@ def plan_suite(domains: list[str], scale: str, seeds: int, check_data: bool = Fa
     return runs, notes
 
 
-def run_suite(runs: list, results: Path, device: str) -> None:
-    """Run what is not recorded yet, with the suite's progress bar; list the runs that did not end ok."""
+def run_suite(runs: list, results: Path, device: str) -> int:
+    """Run what is not recorded yet, with the suite's progress bar; returns run's exit code (1 after
+    a grouped summary when a run ended in error)."""
+    from .harness.summary import summarize
+
     todo = pending(runs, results)
     print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already recorded in {results}/runs, "
           f"{len(todo)} to run", file=sys.stderr)
-    for record in run_local(todo, results, device):
-        if record["status"] != "ok":
-            print(f"{record['domain']}/{record['dataset']}/{record['model']} {record['method']} "
-                  f"seed={record['seed']}: {record['status']}", file=sys.stderr)
+    return summarize(run_local(todo, results, device))
 
 
 def write_outputs(domains: list[str], scale: str, results: Path, baselines: Path,
@@ -250,8 +250,10 @@ def write_outputs(domains: list[str], scale: str, results: Path, baselines: Path
 
 
 def reproduce(scale: str, results: Path | None = None, seeds: int | None = None, device: str = "cpu",
-              domains: list[str] | None = None, run: bool = True, baselines: Path = Path("baselines")) -> list[Path]:
-    """The whole command: check the input, run what is missing (unless ``run`` is false), write the outputs."""
+              domains: list[str] | None = None, run: bool = True,
+              baselines: Path = Path("baselines")) -> tuple[list[Path], int]:
+    """The whole command: check the input, run what is missing (unless ``run`` is false), write the
+    outputs. Returns what it wrote and the exit code (1 when a run ended in error)."""
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
     if seeds is not None and seeds < 1:
@@ -261,7 +263,6 @@ def reproduce(scale: str, results: Path | None = None, seeds: int | None = None,
     pyplot()
     results = Path(results) if results is not None else Path("results") / scale
     runs, notes = plan_suite(chosen, scale, seeds or SEEDS[scale], check_data=run)
-    if run:
-        run_suite(runs, results, device)
-    return write_outputs(chosen, scale, results, baselines, notes)
+    code = run_suite(runs, results, device) if run else 0
+    return write_outputs(chosen, scale, results, baselines, notes), code
 
