@@ -99,3 +99,16 @@ def test_a_record_carries_no_path_of_the_machine(tmp_path, capsys, monkeypatch):
     record = json.loads(text)
     assert record["error"].endswith("'…/weights.bin'")
     assert record["provenance"]["command"] == f"dfabench run {MLP} --method bp --scale smoke --results …/res"
+
+
+def test_a_large_data_file_is_hashed_once_across_processes(tmp_path, monkeypatch):
+    from dfabench.harness import identity
+
+    monkeypatch.setenv("DFABENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(identity, "LARGE", 10)
+    data = tmp_path / "train.txt"
+    data.write_bytes(b"0\t1\t2\n" * 100)
+    first = identity.content_hash(str(data))
+    identity._file_hash.cache_clear()  # as a new process would start
+    monkeypatch.setattr("builtins.open", None)  # it must not read the file again
+    assert identity.content_hash(str(data)) == first

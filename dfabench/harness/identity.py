@@ -108,13 +108,45 @@ def content_hash(path: str) -> str:
     return digest.hexdigest()
 
 
+LARGE = 64 << 20  # files this big keep their digest across processes (Criteo's train.txt is 11 GB)
+
+
 @functools.lru_cache(maxsize=4096)
 def _file_hash(path: str, size: int, mtime_ns: int) -> str:
+    key = f"{path}|{size}|{mtime_ns}"
+    known = _digest_cache() if size >= LARGE else {}
+    if key in known:
+        return known[key]
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    if size >= LARGE:
+        _remember(key, digest.hexdigest())
     return digest.hexdigest()
+
+
+def _digest_cache_path() -> Path:
+    return Path(os.environ.get("DFABENCH_CACHE", Path.home() / ".cache" / "dfabench")) / "fingerprints.json"
+
+
+def _digest_cache() -> dict[str, str]:
+    try:
+        return json.loads(_digest_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(key: str, digest: str) -> None:
+    """Best effort: a cache that cannot be written only costs the next process a re-read."""
+    path = _digest_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({**_digest_cache(), key: digest}))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 # An absolute POSIX path, or a home-relative one: '/', then at least one more part; not inside a word
