@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .harness.plan import PlannedRun, match_cells
+from .harness.preflight import check_data
 from .harness.provenance import git_state
 from .hparams import ConfigError, resolve
 from .task import SCALES, Task, all_tasks
@@ -169,6 +170,10 @@ def tune_command(selectors: list[str], method: str, scale: str, samples: int, se
         task = all_tasks()[cell.split("/")[0]]
         if not task.method_applies(cell.split("/")[2], method):
             raise ConfigError(f"{cell}: {method} does not apply")
+        # the pre-flight data check, as `run` does: bad data is one line before any trial starts
+        domain, dataset, model = cell.split("/")
+        hp = resolve(task, scale=scale, method=method, dataset=dataset, model=model, overrides=overrides)
+        check_data([PlannedRun(domain, dataset, model, method, scale, 0, hp)])
         rule = tune_cell(cell, method, scale, samples, search, list(range(seeds)), storage, overrides)
         target = Path(output) if output else task.hparams_path().with_name("tuned.yaml")
         append_rule(target, rule)

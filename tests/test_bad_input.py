@@ -145,3 +145,9 @@ def test_a_fault_during_training_is_an_error_record_and_exit_1_after_a_grouped_s
 def test_a_run_with_nothing_wrong_exits_0(tmp_path, capsys):
     assert main(["run", MLP, "--method", "bp", "--scale", "smoke", "--results", str(tmp_path / "res")]) == 0
     assert "error" not in capsys.readouterr().err
+
+
+def test_tune_checks_the_data_before_any_trial(tmp_path, capsys):
+    pytest.importorskip("ray")
+    refused(capsys, ["tune", "graph/custom/gcn", "--method", "dfa", "--scale", "smoke", "--results",
+                     str(tmp_path / "res"), "--set", f"path={tmp_path / 'nowhere'}"], "does not exist", tmp_path / "res")
