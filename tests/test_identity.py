@@ -112,3 +112,34 @@ def test_a_large_data_file_is_hashed_once_across_processes(tmp_path, monkeypatch
     identity._file_hash.cache_clear()  # as a new process would start
     monkeypatch.setattr("builtins.open", None)  # it must not read the file again
     assert identity.content_hash(str(data)) == first
+
+
+def test_data_a_loader_fetches_into_its_folder_keeps_one_id(tmp_path):
+    """Planetoid with download=true writes its raw files on the first check: the id is taken after."""
+    from dfabench.task import Metric, Task, TrainHParams, register_task
+
+    class FetchHParams(TrainHParams):
+        data_dir: str | None = None
+
+    @register_task
+    class FetchingTask(Task):
+        domain = "fetching"
+        HParams = FetchHParams
+        metrics = (Metric("score", True),)
+        primary_metric = "score"
+        datasets = {"remote": "fetched on first use"}
+        models = {"net": "a model"}
+
+        def check_data(self, dataset, hp, scale):
+            raw = Path(hp.data_dir) / "raw.txt"
+            if not raw.exists():
+                raw.write_text("downloaded")
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    first, _ = plan(["fetching/remote/net"], ["bp"], "smoke", [0], overrides={"data_dir": str(folder)})
+    again, _ = plan(["fetching/remote/net"], ["bp"], "smoke", [0], overrides={"data_dir": str(folder)})
+    assert first[0].id == again[0].id
+    (folder / "raw.txt").write_text("other data")
+    changed, _ = plan(["fetching/remote/net"], ["bp"], "smoke", [0], overrides={"data_dir": str(folder)})
+    assert changed[0].id != first[0].id

@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DataError
+from .identity import data_fingerprint
 
 if TYPE_CHECKING:
     from .plan import PlannedRun
@@ -51,3 +52,8 @@ def check_data(runs: list["PlannedRun"]) -> None:
             raise DataError(prefix + message) from None
         except Exception:  # noqa: BLE001 - a bug, not bad data: the run records it as an error
             continue
+    # Fingerprint the user's data again now that it has been read once: a loader may have fetched it
+    # into its folder (Planetoid with download=true), and the id must not change on the next call.
+    for run in runs:
+        if run.data is not None:
+            run.data = data_fingerprint(run.task, run.hparams.model_dump(mode="json"))
