@@ -118,19 +118,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def writable_results(path: Path) -> Path:
-    """``--results`` must be a folder this process can write into (or one it can create): checked
-    before anything runs, so a typo is not found after the first run has trained. Creates nothing."""
+def writable_results(path: Path, option: str = "--results") -> Path:
+    """A folder to write into must be one this process can write into (or create): checked before
+    anything runs, so a typo is not found after the first run has trained. Creates nothing."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"--results {path} is a file, not a folder")
+        raise ConfigError(f"{option} {path} is a file, not a folder")
     probe = path
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise ConfigError(f"--results {path}: {probe} is a file, not a folder")
+        raise ConfigError(f"{option} {path}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"--results {path}: {probe} is not writable")
+        raise ConfigError(f"{option} {path}: {probe} is not writable")
     return path
 
 
@@ -208,8 +208,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not (args.html or args.wandb):
         raise ConfigError("leaderboard needs --html DIR and/or --wandb")
     existing_results(Path(args.results))
-    if args.html and Path(args.html).exists() and not Path(args.html).is_dir():
-        raise ConfigError(f"--html {args.html} is a file, not a folder")
+    if args.html:
+        writable_results(Path(args.html), "--html")
     if args.html:
         from .leaderboard.html import write_site
 

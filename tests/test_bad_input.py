@@ -95,6 +95,7 @@ def test_leaderboard_html_on_an_existing_file_is_refused(tmp_path, capsys):
     site = tmp_path / "site.html"
     site.write_text("mine")
     refused(capsys, ["leaderboard", "--results", str(tmp_path / "res"), "--html", str(site)], "is a file")
+    refused(capsys, ["leaderboard", "--results", str(tmp_path / "res"), "--html", str(site / "sub")], "is a file")
     assert site.read_text() == "mine"
     refused(capsys, ["leaderboard", "--results", str(tmp_path / "nope"), "--html", str(tmp_path / "out")],
             "no such folder", tmp_path / "out")
