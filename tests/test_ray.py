@@ -61,3 +61,26 @@ def test_small_tune_run_writes_valid_tuned_values(tmp_path, local_ray):
     hp = resolve(task, scale="smoke", method="dfa", dataset="digits", model="mlp", overrides=rule["set"])
     assert hp.lr == rule["set"]["lr"]
     yaml.safe_load(Path(output).read_text())
+
+
+def test_ray_executor_leaves_a_run_another_invocation_holds_to_it(tmp_path, local_ray):
+    import subprocess
+    import sys
+    import textwrap
+
+    runs, _ = plan([CELL], ["bp", "dfa"], "smoke", [0])
+    results = tmp_path / "ray"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from dfabench.harness.claims import try_claim
+        claim = try_claim({str(results)!r}, {runs[0].id!r})
+        print("held" if claim else "refused", flush=True)
+        time.sleep(120)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert [r["id"] for r in run_ray(runs, results)] == [runs[1].id]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (results / "runs" / f".claim-{runs[1].id}").exists()  # its own claim released
