@@ -63,12 +63,12 @@ def match_cells(selectors: list[str]) -> list[str]:
     cells = all_cells()
     tasks = all_tasks()
     chosen: list[str] = []
-    for selector in selectors:
-        if selector.count("/") != 2:
-            raise ConfigError(f"selector {selector!r} must look like domain/dataset/model (globs allowed)")
-        domain, dataset, model = selector.split("/")
-        if domain in tasks:  # a task's shorter spelling of a cell (nerf/blender/lego)
-            selector = "/".join((domain, *tasks[domain].alias(dataset, model)))
+    for given in selectors:
+        if given.count("/") != 2:
+            raise ConfigError(f"selector {given!r} must look like domain/dataset/model (globs allowed)")
+        domain, dataset, model = given.split("/")
+        # a task's shorter spelling of a cell (nerf/blender/lego for nerf/blender-lego/nerf)
+        selector = "/".join((domain, *tasks[domain].alias(dataset, model))) if domain in tasks else given
         wanted_dataset = selector.split("/")[1]
 
         def matches(cell: str) -> bool:
@@ -81,8 +81,8 @@ def match_cells(selectors: list[str]) -> list[str]:
         if not hits:
             domain = selector.split("/")[0]
             why = unavailable_tasks().get(domain)
-            raise ConfigError(f"selector {selector!r} matches no cell" + (f": {why}" if why else
-                                                                          "; see `dfabench list`"))
+            raise ConfigError(f"selector {given!r} matches no cell" + (f": {why}" if why else
+                                                                       "; see `dfabench list`"))
         chosen += [c for c in hits if c not in chosen]
     return chosen
 
