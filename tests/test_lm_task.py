@@ -335,3 +335,35 @@ def test_gensim_wiki_split_by_article_is_deterministic_and_disjoint():
         assert splits[name] == expected
     reordered = lm_data.split_articles(list(reversed(articles)))
     assert all(sorted(reordered[k]) == sorted(splits[k]) for k in splits)
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("empty", "wiki.valid.raw: empty split"),
+    ("latin1", "wiki.test.raw:2: not UTF-8"),
+    ("ambiguous", "ambiguous, wikitext-2 files in 2 folders"),
+    ("short", "the val split has"),
+])
+def test_bad_wikitext_is_refused_before_training_exit_2_one_line_nothing_written(tmp_path, monkeypatch, capsys,
+                                                                               fault, message):
+    from dfabench.cli import main
+
+    monkeypatch.setattr(lm_data, "CACHE", tmp_path / "cache")
+    root = tmp_path / "data"
+    folder = write_wikitext(root / "wikitext-2-raw", (300, 40, 40))
+    extra = []
+    if fault == "empty":
+        (folder / "wiki.valid.raw").write_text("\n\n")
+    elif fault == "latin1":
+        (folder / "wiki.test.raw").write_bytes(" = T = \n na\xefve \n".encode("latin-1"))
+    elif fault == "ambiguous":
+        write_wikitext(root / "copy" / "wikitext-2-raw-v1", (300, 40, 40))
+    else:  # a split shorter than one window of the context
+        (folder / "wiki.valid.raw").write_text(" a b \n")
+        extra = ["--set", "context=16"]
+    results = tmp_path / "results"
+    code = main(["run", "lm/wikitext-2/transformer", "--method", "dfa", "--scale", "smoke", "--results", str(results),
+                 "--set", f"data_dir={root}", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0]
+    assert not results.exists()  # nothing written

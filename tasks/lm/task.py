@@ -113,6 +113,11 @@ class LMTask(Task):
                 "wikitext-103": "official WikiText-103 raw (local files or `datasets` download)",
                 "wikitext-2": "official WikiText-2 raw (local files or `datasets` download)"}
     explicit_datasets = frozenset({"wikitext-103", "wikitext-2"})
+    # The pre-flight check loads the data as a run would (the tokenizer and ids are cached, so the runs
+    # do not pay twice): a missing package, a missing, ambiguous, empty or non-UTF-8 WikiText file or
+    # a split shorter than one window is refused before anything trains.
+    data_errors = (LMDataError,)
+    data_options = frozenset({"vocab_size", "context", "train_tokens", "eval_tokens", "data_dir", "download"})
     models = {"transformer": "the paper's post-LN Transformer (Table 5): error at the decoder input, "
                              "macro point after norm2, micro after norm1 and the FFN activation",
               "gpt2-preln": "GPT-2 (pre-LN, final LayerNorm; transformers) from scratch: DFA collapses it to "
