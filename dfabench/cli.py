@@ -2,6 +2,9 @@
 
 Bad input (unknown selector, method, scale, config key, wrong type) prints one line on stderr and
 exits with code 2 before anything is written.
+
+Only the standard library is imported at start: each command imports what it needs (yaml and
+pydantic to read a config, torch only to run), so `--help` and `list` answer at once.
 """
 from __future__ import annotations
 
@@ -10,9 +13,6 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
@@ -27,21 +27,27 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-class RunConfig(BaseModel):
+def _run_config_model():
     """What `dfabench run --config FILE` accepts; the same names as the command-line options."""
+    from pydantic import BaseModel, ConfigDict, Field
 
-    model_config = ConfigDict(extra="forbid")
+    class RunConfig(BaseModel):
+        model_config = ConfigDict(extra="forbid")
 
-    selectors: list[str] = Field(default_factory=list)
-    method: list[str] | str = "bp,dfa,shallow"
-    scale: str = "small"
-    seeds: int = Field(1, ge=1, le=MAX_SEEDS)
-    results: str = "results"
-    device: str = "cpu"
-    set: dict[str, Any] = Field(default_factory=dict)
+        selectors: list[str] = Field(default_factory=list)
+        method: list[str] | str = "bp,dfa,shallow"
+        scale: str = "small"
+        seeds: int = Field(1, ge=1, le=MAX_SEEDS)
+        results: str = "results"
+        device: str = "cpu"
+        set: dict[str, Any] = Field(default_factory=dict)
+
+    return RunConfig
 
 
 def _parse_set(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
     values: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
@@ -61,7 +67,10 @@ def _split(value: list[str] | str) -> list[str]:
     return [m.strip() for item in items for m in item.split(",") if m.strip()]
 
 
-def _run_config(args: argparse.Namespace) -> RunConfig:
+def _run_config(args: argparse.Namespace):
+    import yaml
+    from pydantic import ValidationError
+
     given: dict[str, Any] = {}
     if args.config:
         try:
@@ -81,7 +90,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     if args.set:
         given["set"] = {**given.get("set", {}), **_parse_set(args.set)}
     try:
-        config = RunConfig(**given)
+        config = _run_config_model()(**given)
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"config key {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
@@ -105,15 +114,20 @@ def _check_device(device: str, will_run: bool) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .methods import METHODS
-    from .task import SCALES, all_tasks, unavailable_tasks
+    # From the light specs only: no task, and so no torch, is imported.
+    from .catalog import METHOD_REQUIREMENTS, SCALES, specs, unavailable_reason
 
-    for domain, task in sorted(all_tasks().items()):
-        for dataset, model in task.cells():
-            methods = [m for m in METHODS if task.method_applies(model, m)]
+    unavailable = {}
+    for domain, spec in sorted(specs().items()):
+        why = unavailable_reason(spec)
+        if why:
+            unavailable[domain] = why
+            continue
+        for dataset, model in spec.cells():
+            methods = [m for m in METHOD_REQUIREMENTS if spec.method_applies(model, m)]
             print(f"{domain}/{dataset}/{model}  methods={','.join(methods)}  scales={','.join(SCALES)}"
-                  f"  primary={task.primary_for(model)}" + ("  needs data" if task.needs_data(dataset) else ""))
-    for domain, why in sorted(unavailable_tasks().items()):
+                  f"  primary={spec.primary_for(model)}" + ("  needs data" if dataset in spec.explicit_datasets else ""))
+    for domain, why in sorted(unavailable.items()):
         print(f"# {domain}: unavailable: {why}")
     return 0
 

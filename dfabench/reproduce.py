@@ -22,8 +22,9 @@ from .harness.plan import plan
 from .harness.store import iter_records
 from .hparams import ConfigError
 from .plots import domain_figures, pyplot
+from .catalog import SCALES, specs
 from .tables import VAL_PREFIX, VARIANT, metric_frame, wide
-from .task import SCALES, all_tasks, unavailable_tasks
+from .task import unavailable_tasks
 
 SEEDS = {"smoke": 3, "small": 3, "paper": 1}  # default --seeds per scale
 UNKNOWN = "unknown"
@@ -180,13 +181,14 @@ def render_latex(frame: pd.DataFrame) -> str:
 
 
 def _directions(domain: str) -> dict[str, bool]:
-    directions = {m.name: m.higher_is_better for m in all_tasks()[domain].metrics}
+    directions = {m.name: m.higher_is_better for m in specs()[domain].metrics}
     return {**directions, **{f"{VAL_PREFIX}{name}": higher for name, higher in directions.items()}}
 
 
 def check_domains(domains: list[str] | None) -> list[str]:
     """The domains to reproduce: those asked for, or every available one; unknown ones are an error."""
-    available, missing = all_tasks(), unavailable_tasks()
+    missing = unavailable_tasks()
+    available = [d for d in specs() if d not in missing]
     for domain in domains or []:
         if domain in missing:
             raise ConfigError(f"domain {domain!r} is unavailable: {missing[domain]}")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
-from scipy import stats
 
 from .harness.store import iter_records
 
@@ -60,14 +59,21 @@ def load(results: Path) -> pd.DataFrame:
     return records_frame(iter_records(Path(results)))
 
 
+
+def _t975(dof: int) -> float:
+    from scipy import stats  # imported here: scipy.stats costs about a second, and only tables need it
+
+    return float(stats.t.ppf(0.975, dof))
+
+
 def table_frame(records: list[dict], metric: str | None = None) -> pd.DataFrame:
     """The frame `dfabench table` shows. Per domain: with no ``metric``, the metrics its task lists in
     ``table_metrics`` (PSNR and SSIM, AUC and logloss), else each record's primary metric; with a
     name, that test metric; with 'all', every metric the task declares. An unknown name is a
     ValueError."""
-    from .task import all_tasks
+    from .catalog import specs
 
-    tasks = all_tasks()
+    tasks = specs()  # metric names and directions only: no task is imported
     parts, known = [], set()
     for domain in sorted({r["domain"] for r in records}):
         mine = [r for r in records if r["domain"] == domain]
@@ -125,7 +131,7 @@ def paired_gaps(frame: pd.DataFrame, reference: str = "bp") -> pd.DataFrame:
             diff = (mine - base).dropna()
             n = len(diff)
             mean = diff.mean() if n else math.nan
-            half = (stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+            half = (_t975(n - 1) * diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
             rows.append(dict(zip(GROUP, cell), metric=metric, method=method, gap=mean, ci95=half, pairs=n,
                              duplicate=""))
     return pd.DataFrame(rows, columns=GROUP + ["metric", "method", "gap", "ci95", "pairs", "duplicate"])

@@ -1,10 +1,11 @@
 """What a task declares, and the hyper-parameters every task shares.
 
 A task is one folder under ``tasks/`` (installed as ``dfabench.tasks.<domain>``) whose ``task.py``
-defines a ``Task`` subclass and calls ``register_task``. It declares its datasets, its models (a model
-may be a named variant: the same network with other hyper-parameters), its metrics with their
-direction and which is primary, and a ``hparams.yaml`` beside it with the tuned values per scale,
-method, dataset and model, each with its provenance.
+defines a ``Task`` subclass and calls ``register_task``, plus its spec ``tasks/<domain>_spec.py``
+(``dfabench.catalog``): its datasets, its models (a model may be a named variant: the same network
+with other hyper-parameters), its metrics with their direction and which is primary. A
+``hparams.yaml`` beside the task holds the tuned values per scale, method, dataset and model, each
+with its provenance.
 
 The harness owns the training loop (see ``dfabench.harness.runner``); the task supplies the pieces:
 ``load_data`` -> ``build_model`` -> ``train_batches`` / ``forward`` / ``loss`` -> ``evaluate``.
@@ -12,7 +13,6 @@ The harness owns the training loop (see ``dfabench.harness.runner``); the task s
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Literal
 
@@ -20,7 +20,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-SCALES = ("smoke", "small", "paper")
+from .catalog import SCALES, Metric, TaskSpec, load_class, register_spec, specs, unavailable_reason  # noqa: F401
+
 MAX_EPOCHS = 100_000
 MAX_STEPS_PER_EPOCH = 10_000_000
 
@@ -53,36 +54,35 @@ class TrainHParams(BaseModel):
     method_options: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    higher_is_better: bool
+def _from_spec(name: str) -> property:
+    return property(lambda self: getattr(self.spec, name), doc=f"the spec's {name} (catalog.TaskSpec)")
 
 
 class Task:
-    """Base class of a task. See the module docstring."""
+    """Base class of a task. See the module docstring.
+
+    What a task offers (datasets, models, cells, metrics, which methods apply) is its spec,
+    ``tasks/<domain>_spec.py`` (``dfabench.catalog``), so that it is known without importing the
+    task; the properties below read it. A task class may still declare them itself.
+    """
 
     domain: ClassVar[str]
     HParams: ClassVar[type[TrainHParams]] = TrainHParams
-    metrics: ClassVar[tuple[Metric, ...]]
-    primary_metric: ClassVar[str]
-    # The test metrics `dfabench table` shows, each as its own row (the paper's table for the domain
-    # reports them together, e.g. AUC and logloss); empty: the primary metric only.
-    table_metrics: ClassVar[tuple[str, ...]] = ()
-    # dataset name -> one line description; model name -> one line description
-    datasets: ClassVar[dict[str, str]]
-    models: ClassVar[dict[str, str]]
-    # Official datasets that need a user's path or a download: a glob selector ('graph/*/*') skips
-    # them, naming one literally ('graph/cora/*') runs it. Everything else works offline.
-    explicit_datasets: ClassVar[frozenset[str]] = frozenset()
-    # Methods a model cannot be trained with (e.g. FM has no hidden layer: BP only).
-    bp_only_models: ClassVar[frozenset[str]] = frozenset()
-    # Tags of the feedback points this task's models carry (engine/points.py); methods that need
-    # other tags (dfa-micro needs 'micro') do not apply here.
-    point_tags: ClassVar[frozenset[str]] = frozenset({"default"})
-    # What else the models offer to methods that need it (see methods/base.py REQUIREMENTS), e.g.
-    # 'layerwise': every weighted layer is an nn.Linear or nn.Conv2d, so fa and sign-symmetry apply.
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def spec(self) -> TaskSpec:
+        return specs()[self.domain]
+
+    # -- catalogue (from the spec) --------------------------------------------------------------
+    datasets = _from_spec("datasets")  # name -> one-line description
+    models = _from_spec("models")  # a model may be a named variant: other hyper-parameters
+    metrics = _from_spec("metrics")
+    primary_metric = _from_spec("primary_metric")
+    table_metrics = _from_spec("table_metrics")
+    explicit_datasets = _from_spec("explicit_datasets")
+    bp_only_models = _from_spec("bp_only_models")
+    point_tags = _from_spec("point_tags")
+    capabilities = _from_spec("capabilities")
 
     # Hyper-parameters that say where a user's data is (a file or folder). Their value is a place on
     # one machine: it never enters a run id or a record; the content fingerprint of the data does.
@@ -100,9 +100,8 @@ class Task:
     cpus_per_run: ClassVar[float] = 1.0
     gpu_fraction_per_run: ClassVar[float] = 1.0  # asked only when running with --device cuda
 
-    # -- catalogue -----------------------------------------------------------------------------
     def cells(self) -> list[tuple[str, str]]:
-        return [(d, m) for d in self.datasets for m in self.models]
+        return self.spec.cells()
 
     def alias(self, dataset: str, model: str) -> tuple[str, str]:
         """The cell a selector's dataset/model parts name, where a task offers a shorter spelling
@@ -114,36 +113,23 @@ class Task:
         return dataset in self.explicit_datasets
 
     def method_applies(self, model: str, method: str) -> bool:
-        from .methods import METHODS
-
-        if method == "bp":
-            return True
-        return model not in self.bp_only_models and METHODS[method].requires_tags <= self.point_tags | self.capabilities
+        return self.spec.method_applies(model, method)
 
     def why_not(self, model: str, method: str) -> str:
-        from .methods import METHODS
-
-        if model in self.bp_only_models:
-            return f"{model} has no hidden layer to give feedback to: BP only"
-        from .methods.base import REQUIREMENTS
-
-        missing = sorted(METHODS[method].requires_tags - self.point_tags - self.capabilities)
-        needs = "; ".join(REQUIREMENTS.get(tag, f"feedback points tagged {tag!r}") for tag in missing)
-        return f"{method} needs {needs}, which {self.domain} models do not offer"
-
-    def resources(self, model: str, scale: str, device: str) -> dict[str, float]:
-        gpus = self.gpu_fraction_per_run if device.startswith("cuda") else 0.0
-        return {"num_cpus": self.cpus_per_run, "num_gpus": gpus}
+        return self.spec.why_not(model, method)
 
     def primary_for(self, model: str) -> str:
-        """The primary metric of a cell (a task whose models differ in kind may override this)."""
-        return self.primary_metric
+        return self.spec.primary_for(model)
 
     def higher_is_better_for(self, model: str) -> bool:
         return self.metric(self.primary_for(model)).higher_is_better
 
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
+
+    def resources(self, model: str, scale: str, device: str) -> dict[str, float]:
+        gpus = self.gpu_fraction_per_run if device.startswith("cuda") else 0.0
+        return {"num_cpus": self.cpus_per_run, "num_gpus": gpus}
 
     def hparams_path(self) -> Path:
         import inspect
@@ -234,36 +220,61 @@ def tensor_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, generator
 
 
 # -- the task registry ---------------------------------------------------------------------------
+# Task classes register themselves when their module is imported; the spec's entry point says which
+# module that is, so a task is imported only when something asks for it.
 _TASKS: dict[str, Task] = {}
 _UNAVAILABLE: dict[str, str] = {}  # domain -> why it could not be imported (a missing extra)
-_DISCOVERED = False
 
 
 def register_task(cls: type[Task]) -> type[Task]:
+    if cls.domain not in specs():  # no spec module: the class declares its catalogue itself
+        register_spec(_spec_from_class(cls))
     _TASKS[cls.domain] = cls()
     return cls
 
 
+def _spec_from_class(cls: type[Task]) -> TaskSpec:
+    def declared(name: str, default: Any) -> Any:
+        for klass in cls.__mro__:
+            if klass is Task:
+                break
+            if name in vars(klass):
+                return vars(klass)[name]
+        return default
+
+    names = ("datasets", "models", "metrics", "primary_metric", "table_metrics", "explicit_datasets",
+             "bp_only_models", "point_tags", "capabilities")
+    given = {name: declared(name, None) for name in names}
+    return TaskSpec(domain=cls.domain, entry_point=f"{cls.__module__}:{cls.__qualname__}",
+                    **{k: v for k, v in given.items() if v is not None})
+
+
+def get_task(domain: str) -> Task:
+    """The task of one domain, importing only its module. ImportError when its extra is missing."""
+    if domain not in _TASKS:
+        spec = specs()[domain]
+        why = unavailable_reason(spec)
+        if why:
+            raise ImportError(f"{domain}: {why}")
+        try:
+            load_class(spec.entry_point)
+        except ImportError as err:
+            _UNAVAILABLE[domain] = f"{err} (install the extra: pip install 'dfabench[{spec.extra or domain}]')"
+            raise
+    return _TASKS[domain]
+
+
 def all_tasks() -> dict[str, Task]:
-    """Import every task package under dfabench.tasks once; tasks whose extra is missing are noted."""
-    global _DISCOVERED
-    if not _DISCOVERED:
-        _DISCOVERED = True
-        import importlib
-        import pkgutil
-
-        import dfabench.tasks as package
-
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-            if not info.ispkg:
-                continue
-            try:
-                importlib.import_module(f"dfabench.tasks.{info.name}.task")
-            except ImportError as err:  # an optional dependency of that domain is not installed
-                _UNAVAILABLE[info.name] = f"{err} (install the extra: pip install 'dfabench[{info.name}]')"
+    """Every task whose libraries are installed (this imports them all: prefer get_task or the specs)."""
+    for domain in specs():
+        try:
+            get_task(domain)
+        except ImportError:
+            pass
     return dict(_TASKS)
 
 
 def unavailable_tasks() -> dict[str, str]:
-    all_tasks()
-    return dict(_UNAVAILABLE)
+    """Domains that cannot run here and why, from the specs (nothing is imported)."""
+    found = {d: why for d, spec in specs().items() if (why := unavailable_reason(spec))}
+    return {**_UNAVAILABLE, **found}

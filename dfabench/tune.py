@@ -27,7 +27,7 @@ from .harness.plan import PlannedRun, match_cells
 from .harness.preflight import check_data
 from .harness.provenance import git_state
 from .hparams import ConfigError, resolve
-from .task import SCALES, Task, all_tasks
+from .task import SCALES, Task, get_task
 
 SEARCHES = ("grid", "random", "asha")
 
@@ -85,7 +85,7 @@ def tune_cell(cell: str, method: str, scale: str, samples: int, search: str, see
     import ray
 
     domain, dataset, model = cell.split("/")
-    task = all_tasks()[domain]
+    task = get_task(domain)
     higher = task.higher_is_better_for(model)
     primary = task.primary_for(model)
     space = search_space(task)
@@ -167,7 +167,7 @@ def tune_command(selectors: list[str], method: str, scale: str, samples: int, se
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
     written = []
     for cell in match_cells(selectors):
-        task = all_tasks()[cell.split("/")[0]]
+        task = get_task(cell.split("/")[0])
         if not task.method_applies(cell.split("/")[2], method):
             raise ConfigError(f"{cell}: {method} does not apply")
         # the pre-flight data check, as `run` does: bad data is one line before any trial starts

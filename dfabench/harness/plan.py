@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from ..hparams import ConfigError, resolve
-from ..methods import METHODS, create
-from ..task import SCALES, TrainHParams, all_tasks, unavailable_tasks
+from ..catalog import METHOD_REQUIREMENTS, SCALES, specs, unavailable_reason
+from ..errors import ConfigError
 from . import identity
 from .identity import run_id  # noqa: F401  (the id function has always been importable from here)
+
+if TYPE_CHECKING:  # the planner matches cells from the light specs; torch loads only to resolve runs
+    from ..task import TrainHParams
 
 
 @dataclass
@@ -34,7 +34,9 @@ class PlannedRun:
 
     @property
     def task(self):
-        return all_tasks()[self.domain]
+        from ..task import get_task
+
+        return get_task(self.domain)
 
     @property
     def cell(self) -> str:
@@ -53,7 +55,9 @@ class PlannedRun:
 
 
 def all_cells() -> list[str]:
-    return [f"{domain}/{d}/{m}" for domain, task in sorted(all_tasks().items()) for d, m in task.cells()]
+    """Every cell of every task whose libraries are installed."""
+    return [f"{domain}/{d}/{m}" for domain, spec in sorted(specs().items()) if not unavailable_reason(spec)
+            for d, m in spec.cells()]
 
 
 def match_cells(selectors: list[str]) -> list[str]:
@@ -61,7 +65,7 @@ def match_cells(selectors: list[str]) -> list[str]:
     data that needs a path or a download) is matched only when the selector names it literally, so
     that ``'graph/*/*'`` stays the offline suite."""
     cells = all_cells()
-    tasks = all_tasks()
+    tasks = specs()
     chosen: list[str] = []
     for given in selectors:
         if given.count("/") != 2:
@@ -80,7 +84,7 @@ def match_cells(selectors: list[str]) -> list[str]:
         hits = [c for c in cells if matches(c)]
         if not hits:
             domain = selector.split("/")[0]
-            why = unavailable_tasks().get(domain)
+            why = unavailable_reason(tasks[domain]) if domain in tasks else None
             raise ConfigError(f"selector {given!r} matches no cell" + (f": {why}" if why else
                                                                        "; see `dfabench list`"))
         chosen += [c for c in hits if c not in chosen]
@@ -95,14 +99,19 @@ def plan(selectors: list[str], methods: list[str], scale: str, seeds: list[int],
     once per (dataset, options) before this returns: a problem is a ``DataError``, nothing has run."""
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHOD_REQUIREMENTS]
     if unknown:
-        raise ConfigError(f"unknown method {unknown[0]!r}; known: {', '.join(sorted(METHODS))}")
-    tasks = all_tasks()
+        raise ConfigError(f"unknown method {unknown[0]!r}; known: {', '.join(sorted(METHOD_REQUIREMENTS))}")
+    from pydantic import ValidationError
+
+    from ..hparams import resolve
+    from ..methods import create
+    from ..task import get_task
+
     runs, notes = [], []
     for cell in match_cells(selectors):
         domain, dataset, model = cell.split("/")
-        task = tasks[domain]
+        task = get_task(domain)  # imports only the domains planned
         for method in methods:
             if not task.method_applies(model, method):
                 notes.append(f"{cell}: {method} does not apply ({task.why_not(model, method)})")

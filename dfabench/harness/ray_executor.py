@@ -18,7 +18,7 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from ..hparams import ConfigError
-from ..task import all_tasks
+from ..task import get_task
 from .claims import try_claim
 from .executor import pending
 from .plan import PlannedRun
@@ -54,7 +54,6 @@ def run_ray(runs: list[PlannedRun], results: Path, device: str = "cpu", address:
     if started_here:
         # address=None starts a local instance; "auto" or "ray://host:10001" joins a cluster.
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    tasks = all_tasks()
     remote = ray.remote(_remote_run)
     futures = {}
     # The driver claims every run it submits (claims.py), so another invocation on the same results
@@ -68,7 +67,7 @@ def run_ray(runs: list[PlannedRun], results: Path, device: str = "cpu", address:
             claims[run.id] = claim
     todo = [r for r in todo if r.id in claims]
     for run in todo:
-        need = tasks[run.domain].resources(run.model, run.scale, device)
+        need = get_task(run.domain).resources(run.model, run.scale, device)
         threads = max(1, int(need["num_cpus"]))
         future = remote.options(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"],
                                 name=f"dfabench:{run.label()}").remote(run, str(results), device, threads)

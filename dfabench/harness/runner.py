@@ -23,7 +23,7 @@ import torch
 
 from .. import alignment
 from ..methods import create
-from ..task import Task, all_tasks
+from ..task import Task, get_task
 from . import identity
 from .optim import Schedule, build_optimizer
 from .plan import PlannedRun
@@ -48,7 +48,7 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
 
     ``on_eval(epoch, val_metrics)`` is called after every validation pass (Ray Tune reports with it).
     """
-    task = all_tasks()[run.domain]
+    task = get_task(run.domain)
     torch_device = torch.device(device)
     started = datetime.now(timezone.utc)
     wall_start = time.perf_counter()

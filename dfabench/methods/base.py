@@ -7,19 +7,12 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from ..catalog import REQUIREMENTS  # noqa: F401  (re-exported: what a method may need)
 from ..engine.points import PointOptions
 from ..engine.router import Router
 
 LossFn = Callable[[Any], torch.Tensor]
 Grads = list[torch.Tensor | None]
-
-# What a method may need from a task's models (``Method.requires_tags``), and how to say it when a
-# task does not offer it. Point tags come from ``Task.point_tags``, the rest from ``Task.capabilities``.
-REQUIREMENTS: dict[str, str] = {
-    "micro": "feedback points tagged 'micro' (after each Transformer sub-layer)",
-    "conv": "feedback points tagged 'conv' (after convolutional blocks)",
-    "layerwise": "models whose weighted layers are all nn.Linear / nn.Conv2d (it replaces each layer's W^T)",
-}
 
 
 class Method:
@@ -35,7 +28,8 @@ class Method:
     router_mode: ClassVar[str] = "identity"
     records: ClassVar[bool] = False  # whether the router keeps point inputs for the backward pass
     Options: ClassVar[type[BaseModel]] = PointOptions
-    # What a task's models must offer for this method to mean something (keys of REQUIREMENTS):
+    # What a task's models must offer for this method to mean something (keys of REQUIREMENTS;
+    # mirrored in catalog.METHOD_REQUIREMENTS so that `list` needs no torch):
     # point tags (dfa-micro needs 'micro') or capabilities (fa needs 'layerwise').
     requires_tags: ClassVar[frozenset[str]] = frozenset()
 

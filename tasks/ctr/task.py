@@ -20,7 +20,7 @@ from pydantic import Field
 
 from dfabench.check import floor
 from dfabench.hparams import ConfigError
-from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_fingerprint
+from dfabench.task import Task, TrainHParams, register_task, tensor_fingerprint
 
 from . import data as logs
 from .models import MODELS
@@ -65,36 +65,7 @@ def _encoded(dataset: str, rows: int, path: str | None, min_count: int) -> logs.
 @register_task
 class CTRTask(Task):
     domain = "ctr"
-    HParams = CTRHParams
-    metrics = (Metric("auc", True), Metric("logloss", False))
-    primary_metric = "auc"
-    table_metrics = ("auc", "logloss")  # as in the paper's Table 2
-    capabilities = frozenset({"layerwise"})
-    datasets = {
-        "synthetic": "Criteo-shaped generator: 13 integer + 26 categorical fields, planted interactions, CTR 0.25",
-        "movielens": "MovieLens-100K from the recbole wheel: click = rating >= 4; 7 user/item fields",
-        "criteo": "Criteo Kaggle train.txt from --set path=... (official; cached after one pass)",
-        "synthetic-rank1": "the synthetic logs with rank-1 interactions (a diagnostic; run only when named)",
-    }
-    # Named literally or not at all: official data, and the diagnostic variant of the synthetic logs.
-    explicit_datasets = frozenset({"criteo", "synthetic-rank1"})
-    models = {"lr": "logistic regression (the floor; BP only)", "fm": "factorization machine (BP only)",
-              "deepfm": "DeepFM: FM + 400-400-400 MLP", "dcn": "deep & cross network: 3 cross layers + MLP",
-              "autoint": "AutoInt+: 3 self-attention layers over fields + MLP",
-              "afn": "adaptive factorization network: logarithmic layer + MLP",
-              "dcnv2": "DCN-V2: full-matrix cross layers + MLP (beyond the paper)"}
-    bp_only_models = frozenset({"lr", "fm"})
-
-    def method_applies(self, model: str, method: str) -> bool:
-        # FA needs every weighted layer to be Linear; AutoInt's attention is not
-        if method in ("fa", "sign-symmetry") and model == "autoint":
-            return False
-        return super().method_applies(model, method)
-
-    def why_not(self, model: str, method: str) -> str:
-        if method in ("fa", "sign-symmetry") and model == "autoint":
-            return f"{method} works layer by layer through nn.Linear only; AutoInt's attention is not one"
-        return super().why_not(model, method)
+    HParams = CTRHParams  # datasets, models, metrics: tasks/ctr_spec.py
 
     def load_data(self, dataset, hp: CTRHParams, seed, scale, device) -> CTRData:
         try:

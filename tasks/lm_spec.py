@@ -1,0 +1,26 @@
+"""What the lm task offers (light: read by `dfabench list` without importing torch or transformers).
+
+tasks/lm/task.py still declares these itself; tests/test_catalog.py checks that the two agree.
+"""
+from dfabench.catalog import Metric, TaskSpec
+
+SPEC = TaskSpec(
+    domain="lm",
+    entry_point="dfabench.tasks.lm.task:LMTask",
+    datasets={"wiki-gensim": "106 Wikipedia articles from gensim's test data, markup stripped, split by article",
+              "kjv": "King James Bible (Debian bible-kjv), split by blocks of 100 verses",
+              "wikitext-103": "official WikiText-103 raw (local files or `datasets` download)",
+              "wikitext-2": "official WikiText-2 raw (local files or `datasets` download)"},
+    models={"transformer": "the paper's post-LN Transformer (Table 5): error at the decoder input, "
+                           "macro point after norm2, micro after norm1 and the FFN activation",
+            "gpt2-preln": "GPT-2 (pre-LN, final LayerNorm; transformers) from scratch: DFA collapses it to "
+                          "the unigram distribution"},
+    metrics=(Metric("perplexity", False), Metric("loss", False)),
+    primary_metric="perplexity",
+    point_tags=frozenset({"default", "micro"}),
+    explicit_datasets=frozenset({"wikitext-103", "wikitext-2"}),
+    requires=("torch", "transformers", "tokenizers"),
+    extra="lm",
+    data={"wiki-gensim": ("wiki-gensim",), "kjv": ("kjv",),
+          "wikitext-103": ("your-files",), "wikitext-2": ("your-files",)},
+)

@@ -1,0 +1,57 @@
+"""The light registry: specs agree with the task classes, and the CLI's catalogue commands import no
+heavy library (how fast they are is measured by benchmarks/cli_start.py, not here)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dfabench.catalog import METHOD_REQUIREMENTS, load_class, specs
+from dfabench.methods import METHODS
+from dfabench.task import get_task
+
+CATALOGUE = ("datasets", "models", "metrics", "primary_metric", "table_metrics", "explicit_datasets",
+             "bp_only_models", "point_tags", "capabilities")
+HEAVY = ("torch", "torch_geometric", "transformers", "pandas", "scipy", "pydantic")
+
+
+def test_method_index_matches_the_registered_methods_in_order():
+    assert list(METHOD_REQUIREMENTS) == list(METHODS)
+    assert METHOD_REQUIREMENTS == {name: cls.requires_tags for name, cls in METHODS.items()}
+
+
+@pytest.mark.parametrize("domain", sorted(specs()))
+def test_spec_agrees_with_its_task_class(domain):
+    spec = specs()[domain]
+    task = get_task(domain)
+    assert type(task) is load_class(spec.entry_point) and task.domain == domain
+    # A class that still declares its catalogue itself (lm) must say what its spec says.
+    for name in CATALOGUE:
+        assert getattr(task, name) == getattr(spec, name), name
+    assert set(spec.cells()) <= {(d, m) for d in spec.datasets for m in spec.models}
+    assert set(spec.data) <= set(spec.datasets)
+    for dataset, model in spec.cells():
+        assert spec.primary_for(model) in {m.name for m in spec.metrics}
+        for method in METHODS:
+            assert task.method_applies(model, method) == spec.method_applies(model, method)
+
+
+def _modules_after(code: str) -> set[str]:
+    """Top-level modules imported by a fresh interpreter running ``code``."""
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_help_and_list_import_no_heavy_library():
+    for code in ("from dfabench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+                 "from dfabench.cli import main\nmain(['list'])"):
+        assert not _modules_after(code) & set(HEAVY), code
+
+
+def test_planning_an_mlp_cell_imports_no_other_domain():
+    loaded = _modules_after("from dfabench.harness.plan import plan\nplan(['mlp/digits/mlp'], ['bp'], 'smoke', [0])")
+    assert "torch" in loaded  # the mlp task itself is imported, to resolve its hyper-parameters
+    assert not loaded & {"torch_geometric", "transformers", "tokenizers"}
