@@ -17,11 +17,10 @@ to BP paired by seed (with the spread of the paired differences), and DFA's marg
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import pandas as pd
-
-from .tables import GROUP, paired_gaps, records_frame, summary
+if TYPE_CHECKING:  # pandas and the tables load only when the gate runs: tasks import floor() at start
+    import pandas as pd
 
 GAP_FLOOR = 0.02  # smoke runs are noisy with few seeds: never a tolerance below 2% of BP's metric
 SHALLOW_MARGIN_KEPT = 0.5  # DFA must keep at least half of its recorded margin over shallow
@@ -32,12 +31,16 @@ def _key(row) -> str:
 
 
 def _paired(frame: pd.DataFrame, cell: pd.Series, method: str, base: str) -> pd.Series:
+    from .tables import GROUP
+
     rows = frame[(frame.status == "ok") & (frame[GROUP] == cell[GROUP]).all(axis=1)]
     b = rows[rows.method == base].set_index("seed")["value"]
     return (rows[rows.method == method].set_index("seed")["value"] - b).dropna()
 
 
 def reference(frame: pd.DataFrame) -> dict[str, Any]:
+    from .tables import paired_gaps, summary
+
     out: dict[str, Any] = {}
     for _, r in summary(frame).iterrows():
         cell = out.setdefault(_key(r), {"scale": r["scale"], "metric": r["metric"],
@@ -57,6 +60,8 @@ def reference(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def failures(records: Iterable[dict], ref: dict[str, Any]) -> list[str]:
+    from .tables import records_frame
+
     records = [r for r in records if f"{r['domain']}/{r['dataset']}/{r['model']}" in ref]
     problems = [f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed {r['seed']}: run {r['status']}"
                 + (f" ({r['error']})" if r.get("error") else "") for r in records if r["status"] != "ok"]

@@ -50,6 +50,13 @@ def _images(name: str, data_dir: str | None):
     return load_images(name, data_dir)
 
 
+def _pixels(rows_u8: np.ndarray, index: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 rows (those of ``index``) as float32 in [0, 1]; converting after indexing and in torch
+    is several times faster than numpy's astype on the whole set, with the same values."""
+    rows = rows_u8 if index is None else rows_u8[index.numpy()]
+    return torch.from_numpy(np.require(rows, requirements="W")).float().div_(255.0)
+
+
 @register_task
 class MLPTask(Task):
     domain = "mlp"
@@ -57,24 +64,26 @@ class MLPTask(Task):
 
     def load_data(self, dataset, hp: MLPHParams, seed, scale, device) -> ImageData:
         images = _images(dataset, hp.data_dir)
-        x = torch.from_numpy(images.train_x.reshape(len(images.train_x), -1).astype(np.float32) / 255.0)
+        train_u8 = images.train_x.reshape(len(images.train_x), -1)
         y = torch.from_numpy(images.train_y)
         # The validation split is fixed (not seed-dependent) so every seed sees the same data.
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-        n_val = int(round(hp.val_fraction * len(x)))
+        order = torch.randperm(len(train_u8), generator=torch.Generator().manual_seed(0))
+        n_val = int(round(hp.val_fraction * len(train_u8)))
         val_idx, train_idx = order[:n_val], order[n_val:]
         if hp.train_limit is not None:
             train_idx = train_idx[: hp.train_limit]
-        test_x = torch.from_numpy(images.test_x.reshape(len(images.test_x), -1).astype(np.float32) / 255.0)
         test_y = torch.from_numpy(images.test_y)
-        # Standardise with training statistics only.
-        mean, std = x[train_idx].mean(), x[train_idx].std()
+        # Standardise with training statistics only, each split a fresh copy standardised in place:
+        # the same values as (x / 255 - mean) / std, in fewer passes (a run starts training sooner).
+        train_x = _pixels(train_u8, train_idx)
+        mean, std = train_x.mean(), train_x.std()
 
         def prep(a, b):
-            return ((a - mean) / std).to(device), b.to(device)
+            return a.sub_(mean).div_(std).to(device), b.to(device)
 
-        return ImageData(prep(x[train_idx], y[train_idx]), prep(x[val_idx], y[val_idx]), prep(test_x, test_y),
-                         x.shape[1], images.num_classes, images.source)
+        return ImageData(prep(train_x, y[train_idx]), prep(_pixels(train_u8, val_idx), y[val_idx]),
+                         prep(_pixels(images.test_x.reshape(len(images.test_x), -1)), test_y),
+                         train_u8.shape[1], images.num_classes, images.source)
 
     def build_model(self, model, hp: MLPHParams, data: ImageData):
         return MLP(data.in_features, hp.hidden, data.classes, hp.activation, hp.norm, hp.dropout)
