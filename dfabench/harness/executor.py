@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .claims import try_claim
 from .plan import PlannedRun
+from .progress import SuiteBar
 from .runner import run_one
 from .store import FINISHED, is_finished, read_valid, record_path, write_record
 
@@ -40,13 +41,14 @@ def _outcome(results: Path, run: PlannedRun, since_ns: int) -> dict | None:
 
 def run_local(runs: list[PlannedRun], results: Path, device: str = "cpu",
               on_record: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run sequentially in this process with a suite bar and one bar per run's epochs. Returns the
-    records of this invocation's runs, those another invocation ran for it included."""
+    """Run sequentially in this process with a suite bar (failures counted apart) and one bar per
+    run's epochs. Returns the records of this invocation's runs, those another invocation ran for it
+    included."""
     started = time.time_ns()
     todo = pending(runs, results)
     done = len(runs) - len(todo)
     records: list[dict] = []
-    with tqdm(total=len(runs), initial=done, desc="suite", unit="run", file=sys.stderr, dynamic_ncols=True) as suite:
+    with SuiteBar(total=len(runs), done=done) as suite:
         while todo:
             waiting = []
             for run in todo:
@@ -59,15 +61,15 @@ def run_local(runs: list[PlannedRun], results: Path, device: str = "cpu",
                     with claim:
                         record = _outcome(results, run, started)  # it may have finished just before our claim
                         if record is None:
-                            suite.set_postfix_str(run.label())
+                            suite.start(run.label())
                             record = run_one(run, results, device, progress=lambda **kw: tqdm(file=sys.stderr, **kw))
                             write_record(results, record)
                             if on_record:
                                 on_record(record)
                 records.append(record)
-                suite.update(1)
+                suite.finished(record)
             if waiting:
-                suite.set_postfix_str(f"waiting for {len(waiting)} run(s) another invocation is running")
+                suite.start(f"waiting for {len(waiting)} run(s) another invocation is running")
                 time.sleep(POLL_S)
             todo = waiting
     return records
