@@ -59,7 +59,6 @@ def load(results: Path) -> pd.DataFrame:
     return records_frame(iter_records(Path(results)))
 
 
-
 def _t975(dof: int) -> float:
     from scipy import stats  # imported here: scipy.stats costs about a second, and only tables need it
 
@@ -92,10 +91,23 @@ def table_frame(records: list[dict], metric: str | None = None) -> pd.DataFrame:
 
 def metric_frame(records: Iterable[dict], metric: str, higher_is_better: bool) -> pd.DataFrame:
     """Like records_frame, for any test metric the records hold (AUC or logloss, PSNR or SSIM), not
-    only their primary one, or a validation metric named ``val:NAME``; records without it are left out."""
-    split, name = ("val", metric[len(VAL_PREFIX):]) if metric.startswith(VAL_PREFIX) else ("test", metric)
+    only their primary one, or a validation metric named ``val:NAME``; ok records without it are left
+    out, failed ones (which hold no metrics) stay wherever their cell's table shows them, to be
+    counted as failed."""
     return records_frame({**r, "primary_metric": metric, "higher_is_better": higher_is_better} for r in records
-                         if name in ((r.get("metrics") or {}).get(split) or {}))
+                         if _shows(r, metric))
+
+
+def _shows(record: dict, metric: str) -> bool:
+    split, name = ("val", metric[len(VAL_PREFIX):]) if metric.startswith(VAL_PREFIX) else ("test", metric)
+    if name in ((record.get("metrics") or {}).get(split) or {}):
+        return True
+    if record["status"] == "ok":
+        return False
+    from .catalog import specs
+
+    spec = specs().get(record["domain"])
+    return metric == record.get("primary_metric") or (spec is not None and metric in spec.table_metrics)
 
 
 def _method_key(method: str) -> tuple[int, str]:

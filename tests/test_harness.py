@@ -327,3 +327,33 @@ def test_warmup_schedule_ramps_linearly_then_holds():
         schedule.after_step()
         schedule.after_epoch()  # per-epoch calls leave it alone
     assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-3])
+
+
+def test_table_counts_failed_runs_in_every_domain(tmp_path, capsys):
+    # ctr and nerf show several test metrics per cell; a failed run has none, and used to vanish
+    for domain, dataset, model, metrics in (("ctr", "synthetic", "dcn", {"auc": 0.8, "logloss": 0.45}),
+                                            ("nerf", "blobs", "nerf", {"psnr": 30.0, "ssim": 0.9}),
+                                            ("mlp", "digits", "mlp", {"accuracy": 0.9})):
+        primary = next(iter(metrics))
+        for seed, status in enumerate(("ok", "ok", "error")):
+            write_record(tmp_path, {"id": f"{domain}{seed}", "domain": domain, "dataset": dataset, "model": model,
+                                    "method": "bp", "scale": "small", "seed": seed, "status": status,
+                                    "error": "DatasetUnavailable: x" if status == "error" else None,
+                                    "primary_metric": primary, "higher_is_better": True,
+                                    "metrics": {"test": metrics if status == "ok" else {}}})
+    assert main(["table", "--results", str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| small")]
+    assert len(rows) == 5  # auc, logloss, psnr, ssim, accuracy
+    assert all("(n=2) [1 failed]" in row for row in rows), rows
+
+
+def test_suite_bar_counts_failures_apart_and_its_eta_ignores_them():
+    from dfabench.harness.progress import SuiteBar
+
+    with SuiteBar(total=10, done=2) as suite:
+        for status in ("error", "error", "ok", "error", "diverged"):
+            suite.start("a run")
+            suite.finished({"status": status})
+        assert suite.failed == 3
+        assert (suite.bar.n, suite.bar.total) == (4, 7)  # 2 done + ok + diverged; 3 failures left out
+        assert "3 failed" in str(suite.bar)
