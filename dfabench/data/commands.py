@@ -24,7 +24,7 @@ def show(out=sys.stdout) -> int:
         st = status(source)
         how = str(st.where) if st.where else st.command
         print(f"{name:14s} {st.state:12s} {how}", file=out)
-        print(f"{'':14s} {source.what}; used by {', '.join(used.get(name, [])) or 'nothing'}", file=out)
+        print(f"{'':14s} {source.what}; used by {', '.join(used.get(name, [])) or 'the tests'}", file=out)
     print(f"{'official sets':14s} {NEEDS_FILES}: {', '.join(used.get(USER_FILES, []))} (run only when named; "
           f"each task's README says which --set option points at them)", file=out)
     return 0
