@@ -237,7 +237,12 @@ def cmd_table(args: argparse.Namespace) -> int:
         frame = table_frame(records, args.metric)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    sys.stdout.write(render(frame, args.format))
+    if args.format == "glance":
+        from .glance import render_glance
+
+        sys.stdout.write(render_glance(frame, records))
+    else:
+        sys.stdout.write(render(frame, args.format))
     return 0
 
 
@@ -385,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table", help="comparison table from the run records")
     p.add_argument("--results", default="results")
-    p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
+    p.add_argument("--format", choices=["glance", "md", "latex", "csv"], default="glance",
+                   help="glance (default): one block per domain, a row per cell and method, units of the field; "
+                        "md / latex: the wide tables --write writes; csv: the long machine-readable form")
     p.add_argument("--scale", help="only this scale")
     p.add_argument("--domain", help="only this domain")
     p.add_argument("--metric", help="a test metric instead of each task's table_metrics (ap, loss, ...), or "

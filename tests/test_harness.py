@@ -229,7 +229,7 @@ def test_table_pairs_seeds_and_uses_unbiased_std(tmp_path, capsys):
     diff = np.array(values["dfa"]) - np.array(values["bp"])
     assert dfa["gap"] == pytest.approx(diff.mean())
     assert dfa["ci95"] == pytest.approx(4.302653 * diff.std(ddof=1) / np.sqrt(3), rel=1e-5)
-    assert main(["table", "--results", str(tmp_path)]) == 0
+    assert main(["table", "--results", str(tmp_path), "--format", "md"]) == 0
     markdown = capsys.readouterr().out
     assert "**0.92 ± 0.02 (n=3)**" in markdown
 
@@ -259,15 +259,15 @@ def test_table_shows_a_secondary_metric_with_its_own_direction(tmp_path, capsys)
                                     "method": method, "scale": "small", "seed": seed, "status": "ok",
                                     "primary_metric": "auc", "higher_is_better": True,
                                     "metrics": {"test": {"auc": auc + seed / 100, "logloss": logloss - seed / 100}}})
-    assert main(["table", "--results", str(tmp_path)]) == 0  # ctr's table_metrics: both, AUC first
+    assert main(["table", "--results", str(tmp_path), "--format", "md"]) == 0  # ctr's table_metrics: both, AUC first
     out = capsys.readouterr().out
     assert out.index("auc ↑") < out.index("logloss ↓") and "**0.445 ± 0.0071 (n=2)**" in out
-    assert main(["table", "--results", str(tmp_path), "--metric", "logloss"]) == 0
+    assert main(["table", "--results", str(tmp_path), "--format", "md", "--metric", "logloss"]) == 0
     out = capsys.readouterr().out
     assert "logloss ↓" in out and "auc" not in out
     assert "**0.445 ± 0.0071 (n=2)**" in out  # BP's lower logloss is the best
     assert "+0.02" in out  # DFA − BP, paired by seed
-    assert main(["table", "--results", str(tmp_path), "--metric", "all"]) == 0
+    assert main(["table", "--results", str(tmp_path), "--format", "md", "--metric", "all"]) == 0
     out = capsys.readouterr().out
     assert out.index("auc ↑") < out.index("logloss ↓") and "**0.805 ± 0.0071 (n=2)**" in out
     assert exit_code(["table", "--results", str(tmp_path), "--metric", "psnr"]) == 2
@@ -341,7 +341,7 @@ def test_table_counts_failed_runs_in_every_domain(tmp_path, capsys):
                                     "error": "DatasetUnavailable: x" if status == "error" else None,
                                     "primary_metric": primary, "higher_is_better": True,
                                     "metrics": {"test": metrics if status == "ok" else {}}})
-    assert main(["table", "--results", str(tmp_path)]) == 0
+    assert main(["table", "--results", str(tmp_path), "--format", "md"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| small")]
     assert len(rows) == 5  # auc, logloss, psnr, ssim, accuracy
     assert all("(n=2) [1 failed]" in row for row in rows), rows

@@ -1,0 +1,133 @@
+"""The table `dfabench table` prints: one block per domain and scale, to read at a glance.
+
+Each block has one row per cell and method and one column pair per metric (its value, and its gap
+to BP paired by seed with the 95% t-interval), in the units of the field: accuracy, AUC and AP in
+points (%), PSNR in dB, the rest as they are. Cells come in the order their task declares them
+(its headline first), methods in the paper's order. Columns that would repeat one value (scale,
+domain, the seed count) go into the block's title; a throughput column gives each method's
+training items per second from the records (``timings.train_items_per_s``), or its step time where
+older records hold only ``step_ms``. `--format csv` keeps the long machine-readable form instead.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .catalog import specs
+from .tables import _method_key, paired_gaps, summary
+
+# metric -> (factor, unit): what the field quotes (accuracy and AUC in points, PSNR in dB)
+UNITS = {"accuracy": (100.0, "%"), "auc": (100.0, "%"), "ap": (100.0, "%"), "top1_error": (100.0, "%"),
+         "psnr": (1.0, "dB")}
+
+
+def _decimals(magnitude: float) -> int:
+    """Digits after the point for numbers of this size: 87.8, 0.445, 277."""
+    size = abs(magnitude)
+    return 0 if size >= 100 else 1 if size >= 10 else 2 if size >= 1 else 3
+
+
+def _value(mean: float, std: float, n: int, failed: int, digits: int) -> str:
+    if n == 0 or mean != mean:
+        text = "—"
+    else:
+        text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std == std else "")
+    return text + (f" [{failed} failed]" if failed else "")
+
+
+def _gap(gap: float, ci: float, digits: int) -> str:
+    if gap != gap:
+        return ""
+    return f"{gap:+.{digits}f}".replace("-", "−") + (f" ± {ci:.{digits}f}" if ci == ci else "")
+
+
+def _throughput(records: list[dict]) -> dict[tuple, str]:
+    """(scale, domain, dataset, model, method) -> mean items/s (or step ms) of its ok records."""
+    rates: dict[tuple, list[float]] = {}
+    steps: dict[tuple, list[float]] = {}
+    units: dict[tuple, str] = {}
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        key = (r["scale"], r["domain"], r["dataset"], r["model"], r["method"])
+        timings = r.get("timings") or {}
+        if timings.get("train_items_per_s"):
+            rates.setdefault(key, []).append(float(timings["train_items_per_s"]))
+            units[key] = timings.get("item_unit") or "items"
+        elif timings.get("step_ms"):
+            steps.setdefault(key, []).append(float(timings["step_ms"]))
+    out = {key: f"{sum(v) / len(v):,.0f} {units[key]}/s" for key, v in rates.items()}
+    out.update({key: f"{sum(v) / len(v):.1f} ms/step" for key, v in steps.items() if key not in out})
+    return out
+
+
+def _cell_order(domain: str, cells: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    spec = specs().get(domain)
+    declared = spec.cells() if spec else []
+    rank = {cell: i for i, cell in enumerate(declared)}
+    return sorted(cells, key=lambda c: (rank.get(c, len(rank)), c))
+
+
+def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataFrame]]:
+    """(title, table) per domain and scale, the table's cells already formatted."""
+    if frame.empty:
+        return []
+    summ, gaps = summary(frame), paired_gaps(frame)
+    speed = _throughput(records)
+    out = []
+    for (scale, domain), part in summ.groupby(["scale", "domain"], sort=True):
+        metrics = list(dict.fromkeys(frame[(frame.scale == scale) & (frame.domain == domain)].metric))
+        cells = _cell_order(domain, sorted(set(zip(part.dataset, part.model))))
+        rows = []
+        for dataset, model in cells:
+            here = part[(part.dataset == dataset) & (part.model == model)]
+            cell_gaps = gaps[(gaps.scale == scale) & (gaps.domain == domain) & (gaps.dataset == dataset)
+                             & (gaps.model == model)]
+            for i, method in enumerate(sorted(here.method.unique(), key=_method_key)):
+                row = {"cell": f"{dataset}/{model}" if i == 0 else "", "method": method}
+                for metric in metrics:
+                    _add_metric(row, metric, here, cell_gaps, method)
+                row["n"] = int(here[here.method == method].n.max())
+                row["throughput"] = speed.get((scale, domain, dataset, model, method), "")
+                rows.append(row)
+        table = pd.DataFrame(rows).fillna("")
+        # each metric's value beside its gap, then the seeds and the throughput
+        names = [c for c in table.columns if c not in ("cell", "method", "n", "throughput") and " − BP" not in c]
+        paired = [c for name in names for c in (name, f"{name.split()[0]} − BP") if c in table.columns]
+        table = table[["cell", "method", *paired, "n", "throughput"]]
+        title = f"{domain} · {scale} · test metrics, mean ± std over seeds; − BP: paired by seed, ± 95% CI"
+        if table["n"].nunique() == 1:  # a constant column goes into the title
+            title += f"; n = {table['n'].iloc[0]} seeds"
+            table = table.drop(columns="n")
+        if (table["throughput"] == "").all():
+            table = table.drop(columns="throughput")
+        out.append((title, table))
+    return out
+
+
+def _add_metric(row: dict, metric: str, here: pd.DataFrame, cell_gaps: pd.DataFrame, method: str) -> None:
+    rows = here[here.metric == metric]
+    if rows.empty:
+        return
+    higher = bool(rows.higher_is_better.iloc[0])
+    factor, unit = UNITS.get(metric, (1.0, ""))
+    name = f"{metric}{' ' + unit if unit else ''} {'↑' if higher else '↓'}"
+    bp = rows[rows.method == "bp"]["mean"]
+    scale_of = bp.iloc[0] if len(bp) and bp.iloc[0] == bp.iloc[0] else rows["mean"].abs().max()
+    digits = _decimals(factor * scale_of) if scale_of == scale_of else 3
+    means = rows.set_index("method")["mean"].dropna()
+    best = (means.idxmax() if higher else means.idxmin()) if len(means) > 1 else None
+    mine = rows[rows.method == method]
+    if mine.empty:
+        row[name] = ""
+    else:
+        m = mine.iloc[0]
+        text = _value(factor * m["mean"], factor * m["std"], int(m["n"]), int(m["failed"]), digits)
+        row[name] = f"**{text}**" if method == best else text
+    g = cell_gaps[(cell_gaps.metric == metric) & (cell_gaps.method == method)]
+    if method != "bp":
+        row[f"{metric} − BP"] = _gap(factor * g.gap.iloc[0], factor * g.ci95.iloc[0], digits) if len(g) else ""
+
+
+def render_glance(frame: pd.DataFrame, records: list[dict]) -> str:
+    parts = [f"{title}\n\n{table.to_markdown(index=False)}\n" for title, table in blocks(frame, records)]
+    return "\n".join(parts) if parts else "no run records\n"
