@@ -96,7 +96,8 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
         table = table[["cell", "method", *paired, "n", "throughput"]]
         title = f"{domain} · {scale} · test metrics, mean ± std over seeds; − BP: paired by seed, ± 95% CI"
         if table["n"].nunique() == 1:  # a constant column goes into the title
-            title += f"; n = {table['n'].iloc[0]} seeds"
+            n = table['n'].iloc[0]
+            title += f"; n = {n} seed{'s' if n != 1 else ''}"
             table = table.drop(columns="n")
         if (table["throughput"] == "").all():
             table = table.drop(columns="throughput")
