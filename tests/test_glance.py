@@ -104,3 +104,9 @@ def test_csv_keeps_the_long_form(tmp_path, capsys):
     assert main(["table", "--results", str(tmp_path), "--format", "csv"]) == 0
     header, row = capsys.readouterr().out.splitlines()[:2]
     assert header.startswith("scale,domain,dataset,model,method,metric") and ",0.6," in row  # a fraction, as stored
+
+
+def test_the_quickstart_table_in_the_readme_is_what_its_records_give(capsys):
+    quickstart = SMALL.parent / "quickstart"
+    assert main(["table", "--results", str(quickstart)]) == 0
+    assert capsys.readouterr().out == (quickstart / "table.md").read_text()
