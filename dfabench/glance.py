@@ -10,10 +10,12 @@ older records hold only ``step_ms``. `--format csv` keeps the long machine-reada
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from .catalog import specs
-from .tables import _method_key, paired_gaps, summary
+from .tables import CELL, _method_key, paired_gaps, summary
 
 # metric -> (factor, unit): what the field quotes (accuracy and AUC in points, PSNR in dB)
 UNITS = {"accuracy": (100.0, "%"), "auc": (100.0, "%"), "ap": (100.0, "%"), "top1_error": (100.0, "%"),
@@ -72,6 +74,7 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
     if frame.empty:
         return []
     summ, gaps = summary(frame), paired_gaps(frame)
+    floors = frame.groupby(CELL + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
     speed = _throughput(records)
     out = []
     for (scale, domain), part in summ.groupby(["scale", "domain"], sort=True):
@@ -89,14 +92,18 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
                 row["n"] = int(here[here.method == method].n.max())
                 row["throughput"] = speed.get((scale, domain, dataset, model, method), "")
                 rows.append(row)
+            floor = _floor_row(here, floors, (scale, domain, dataset, model))
+            if floor:
+                rows.append(floor)
         table = pd.DataFrame(rows).fillna("")
         # each metric's value beside its gap, then the seeds and the throughput
         names = [c for c in table.columns if c not in ("cell", "method", "n", "throughput") and " − BP" not in c]
         paired = [c for name in names for c in (name, f"{name.split()[0]} − BP") if c in table.columns]
         table = table[["cell", "method", *paired, "n", "throughput"]]
         title = f"{domain} · {scale} · test metrics, mean ± std over seeds; − BP: paired by seed, ± 95% CI"
-        if table["n"].nunique() == 1:  # a constant column goes into the title
-            n = table['n'].iloc[0]
+        seeds = table.loc[table.method != "floor", "n"]
+        if seeds.nunique() == 1:  # a constant column goes into the title
+            n = int(seeds.iloc[0])
             title += f"; n = {n} seed{'s' if n != 1 else ''}"
             table = table.drop(columns="n")
         if (table["throughput"] == "").all():
@@ -105,16 +112,33 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
     return out
 
 
+def _column(metric: str, higher: bool, rows: pd.DataFrame) -> tuple[float, str, int]:
+    """A metric's factor to the field's units, its column name, and the digits its cell shows."""
+    factor, unit = UNITS.get(metric, (1.0, ""))
+    name = f"{metric}{' ' + unit if unit else ''} {'↑' if higher else '↓'}"
+    bp = rows[rows.method == "bp"]["mean"]
+    scale_of = bp.iloc[0] if len(bp) and bp.iloc[0] == bp.iloc[0] else rows["mean"].abs().max()
+    return factor, name, _decimals(factor * scale_of) if scale_of == scale_of else 3
+
+
+def _floor_row(here: pd.DataFrame, floors: pd.Series, key: tuple) -> dict | None:
+    """The trivial level the records report (chance, the unigram perplexity), as a row of its own:
+    what a method must beat to have learned anything."""
+    row = {"cell": "", "method": "floor"}
+    for (metric, higher), rows in here.groupby(["metric", "higher_is_better"], sort=False):
+        value = floors.get(key + (metric,), math.nan)
+        if value == value:
+            factor, name, digits = _column(metric, bool(higher), rows)
+            row[name] = f"{factor * value:.{digits}f}"
+    return row if len(row) > 2 else None
+
+
 def _add_metric(row: dict, metric: str, here: pd.DataFrame, cell_gaps: pd.DataFrame, method: str) -> None:
     rows = here[here.metric == metric]
     if rows.empty:
         return
     higher = bool(rows.higher_is_better.iloc[0])
-    factor, unit = UNITS.get(metric, (1.0, ""))
-    name = f"{metric}{' ' + unit if unit else ''} {'↑' if higher else '↓'}"
-    bp = rows[rows.method == "bp"]["mean"]
-    scale_of = bp.iloc[0] if len(bp) and bp.iloc[0] == bp.iloc[0] else rows["mean"].abs().max()
-    digits = _decimals(factor * scale_of) if scale_of == scale_of else 3
+    factor, name, digits = _column(metric, higher, rows)
     means = rows.set_index("method")["mean"].dropna()
     best = (means.idxmax() if higher else means.idxmin()) if len(means) > 1 else None
     mine = rows[rows.method == method]
