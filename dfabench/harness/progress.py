@@ -13,10 +13,10 @@ from tqdm.auto import tqdm
 
 
 class SuiteBar:
-    def __init__(self, total: int, done: int):
+    def __init__(self, total: int, done: int, desc: str = "suite"):
         self.failed = 0
         self.label = ""
-        self.bar = tqdm(total=total, initial=done, desc="suite", unit="run", file=sys.stderr, dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=done, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True)
 
     def __enter__(self) -> SuiteBar:
         return self

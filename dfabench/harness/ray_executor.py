@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from tqdm.auto import tqdm
 
 from ..hparams import ConfigError
 from ..task import get_task
 from .claims import try_claim
 from .executor import pending
 from .plan import PlannedRun
+from .progress import SuiteBar
 from .store import write_record
 
 
@@ -74,8 +74,7 @@ def run_ray(runs: list[PlannedRun], results: Path, device: str = "cpu", address:
         futures[future] = run
     records = []
     try:
-        with tqdm(total=len(runs), initial=len(runs) - len(todo), desc="suite (ray)", unit="run",
-                  file=sys.stderr, dynamic_ncols=True) as bar:
+        with SuiteBar(total=len(runs), done=len(runs) - len(todo), desc="suite (ray)") as suite:
             remaining = list(futures)
             while remaining:
                 done, remaining = ray.wait(remaining, num_returns=1)
@@ -85,8 +84,8 @@ def run_ray(runs: list[PlannedRun], results: Path, device: str = "cpu", address:
                 records.append(record)
                 if on_record:
                     on_record(record)
-                bar.set_postfix_str(futures[done[0]].label())
-                bar.update(1)
+                suite.start(futures[done[0]].label())
+                suite.finished(record)
     finally:
         for claim in claims.values():
             claim.release()
