@@ -122,3 +122,20 @@ def test_a_corrupted_download_is_rejected_and_nothing_is_kept(bare_machine):
     assert not (dest / bad.name).exists() and not list(dest.glob(".*.part"))
     with pytest.raises(images.DatasetUnavailable, match="dfabench data download fashion-mnist"):
         load_images("fashion-mnist")
+
+
+def test_data_download_command_fetches_then_reports_ready_and_exits_1_on_a_bad_checksum(bare_machine, monkeypatch,
+                                                                                         capsys):
+    mirror = bare_machine / "mirror"
+    mirror.mkdir()
+    md5, _ = _official_files(mirror)
+    monkeypatch.setitem(dl.DOWNLOADS, "fashion-mnist", dl.OfficialFiles("fashion-mnist", (mirror.as_uri() + "/",),
+                                                                        md5, size_mb=0.01))
+    assert main(["data", "download", "fashion-mnist"]) == 0
+    assert main(["data"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["fashion-mnist", "ready"]
+    (bare_machine / "data-home" / "fashion-mnist" / "train-labels-idx1-ubyte.gz").unlink()
+    (mirror / "train-labels-idx1-ubyte.gz").write_bytes(b"not what was published")
+    assert main(["data", "download", "fashion-mnist"]) == 1
+    assert "has MD5" in capsys.readouterr().err
+    assert main(["data", "download", "cifar10"]) == 2  # no official download offered for it

@@ -18,7 +18,8 @@ def users() -> dict[str, list[str]]:
     return used
 
 
-def show(out=sys.stdout) -> int:
+def show(out=None) -> int:
+    out = out or sys.stdout
     used = users()
     for name, source in SOURCES.items():
         st = status(source)
