@@ -1,6 +1,6 @@
 """The table `dfabench table` prints: one block per domain and scale, to read at a glance.
 
-Each block has one row per cell and method and one column pair per metric (its value, and its gap
+Each block has one row per cell (and variant: other overrides or data) and method and one column pair per metric (its value, and its gap
 to BP paired by seed with the 95% t-interval), in the units of the field: accuracy, AUC and AP in
 points (%), PSNR in dB, the rest as they are. Cells come in the order their task declares them
 (its headline first), methods in the paper's order. Columns that would repeat one value (scale,
@@ -15,7 +15,7 @@ import math
 import pandas as pd
 
 from .catalog import specs
-from .tables import CELL, _method_key, paired_gaps, summary
+from .tables import GROUP, VARIANT, _method_key, paired_gaps, summary
 
 # metric -> (factor, unit): what the field quotes (accuracy and AUC in points, PSNR in dB)
 UNITS = {"accuracy": (100.0, "%"), "auc": (100.0, "%"), "ap": (100.0, "%"), "top1_error": (100.0, "%"),
@@ -43,14 +43,17 @@ def _gap(gap: float, ci: float, digits: int) -> str:
 
 
 def _throughput(records: list[dict]) -> dict[tuple, str]:
-    """(scale, domain, dataset, model, method) -> mean items/s (or step ms) of its ok records."""
+    """(row identity, method) -> mean items/s (or step ms) of its ok records."""
+    from .harness.identity import overrides_label
+
     rates: dict[tuple, list[float]] = {}
     steps: dict[tuple, list[float]] = {}
     units: dict[tuple, str] = {}
     for r in records:
         if r.get("status") != "ok":
             continue
-        key = (r["scale"], r["domain"], r["dataset"], r["model"], r["method"])
+        key = (r["scale"], r["domain"], r["dataset"], r["model"], overrides_label(r.get("overrides")),
+               (r.get("data") or "")[:8], r["method"])  # the identity tables group by (tables.GROUP)
         timings = r.get("timings") or {}
         if timings.get("train_items_per_s"):
             rates.setdefault(key, []).append(float(timings["train_items_per_s"]))
@@ -62,6 +65,11 @@ def _throughput(records: list[dict]) -> dict[tuple, str]:
     return out
 
 
+def _variant(overrides: str, data: str) -> str:
+    """What sets a row apart from the task's own settings and data ('' for those)."""
+    return "; ".join(part for part in (overrides, f"data {data}" if data else "") if part)
+
+
 def _cell_order(domain: str, cells: list[tuple[str, str]]) -> list[tuple[str, str]]:
     spec = specs().get(domain)
     declared = spec.cells() if spec else []
@@ -70,11 +78,13 @@ def _cell_order(domain: str, cells: list[tuple[str, str]]) -> list[tuple[str, st
 
 
 def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataFrame]]:
-    """(title, table) per domain and scale, the table's cells already formatted."""
+    """(title, table) per domain and scale, the table's cells already formatted. Runs whose
+    overrides or data differ are rows of their own (a ``variant`` column names them), as in every
+    table (tables.GROUP)."""
     if frame.empty:
         return []
     summ, gaps = summary(frame), paired_gaps(frame)
-    floors = frame.groupby(CELL + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
+    floors = frame.groupby(GROUP + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
     speed = _throughput(records)
     out = []
     for (scale, domain), part in summ.groupby(["scale", "domain"], sort=True):
@@ -82,32 +92,39 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
         cells = _cell_order(domain, sorted(set(zip(part.dataset, part.model))))
         rows = []
         for dataset, model in cells:
-            here = part[(part.dataset == dataset) & (part.model == model)]
-            cell_gaps = gaps[(gaps.scale == scale) & (gaps.domain == domain) & (gaps.dataset == dataset)
-                             & (gaps.model == model)]
-            for i, method in enumerate(sorted(here.method.unique(), key=_method_key)):
-                row = {"cell": f"{dataset}/{model}" if i == 0 else "", "method": method}
-                for metric in metrics:
-                    _add_metric(row, metric, here, cell_gaps, method)
-                row["n"] = int(here[here.method == method].n.max())
-                row["throughput"] = speed.get((scale, domain, dataset, model, method), "")
-                rows.append(row)
-            floor = _floor_row(here, floors, (scale, domain, dataset, model))
-            if floor:
-                rows.append(floor)
+            shown = False
+            for variant in sorted(set(zip(*(part[(part.dataset == dataset) & (part.model == model)][c]
+                                             for c in VARIANT)))):
+                key = (scale, domain, dataset, model, *variant)
+                here = part[(part[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)]
+                row_gaps = gaps[(gaps[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)] if len(gaps) else gaps
+                for method in sorted(here.method.unique(), key=_method_key):
+                    row = {"cell": "" if shown else f"{dataset}/{model}", "variant": _variant(*variant),
+                           "method": method}
+                    shown = True
+                    for metric in metrics:
+                        _add_metric(row, metric, here, row_gaps, method)
+                    row["n"] = int(here[here.method == method].n.max())
+                    row["throughput"] = speed.get((*key, method), "")
+                    rows.append(row)
+                floor = _floor_row(here, floors, key)
+                if floor:
+                    rows.append(floor)
         table = pd.DataFrame(rows).fillna("")
         # each metric's value beside its gap, then the seeds and the throughput
-        names = [c for c in table.columns if c not in ("cell", "method", "n", "throughput") and " − BP" not in c]
+        fixed = ("cell", "variant", "method", "n", "throughput")
+        names = [c for c in table.columns if c not in fixed and " − BP" not in c]
         paired = [c for name in names for c in (name, f"{name.split()[0]} − BP") if c in table.columns]
-        table = table[["cell", "method", *paired, "n", "throughput"]]
+        table = table[["cell", "variant", "method", *paired, "n", "throughput"]]
         title = f"{domain} · {scale} · test metrics, mean ± std over seeds; − BP: paired by seed, ± 95% CI"
         seeds = table.loc[table.method != "floor", "n"]
         if seeds.nunique() == 1:  # a constant column goes into the title
             n = int(seeds.iloc[0])
             title += f"; n = {n} seed{'s' if n != 1 else ''}"
             table = table.drop(columns="n")
-        if (table["throughput"] == "").all():
-            table = table.drop(columns="throughput")
+        for column in ("variant", "throughput"):
+            if (table[column] == "").all():  # the task's own settings only / no timings recorded
+                table = table.drop(columns=column)
         out.append((title, table))
     return out
 
@@ -124,13 +141,13 @@ def _column(metric: str, higher: bool, rows: pd.DataFrame) -> tuple[float, str, 
 def _floor_row(here: pd.DataFrame, floors: pd.Series, key: tuple) -> dict | None:
     """The trivial level the records report (chance, the unigram perplexity), as a row of its own:
     what a method must beat to have learned anything."""
-    row = {"cell": "", "method": "floor"}
+    row = {"cell": "", "variant": "", "method": "floor"}
     for (metric, higher), rows in here.groupby(["metric", "higher_is_better"], sort=False):
         value = floors.get(key + (metric,), math.nan)
         if value == value:
             factor, name, digits = _column(metric, bool(higher), rows)
             row[name] = f"{factor * value:.{digits}f}"
-    return row if len(row) > 2 else None
+    return row if len(row) > 3 else None
 
 
 def _add_metric(row: dict, metric: str, here: pd.DataFrame, cell_gaps: pd.DataFrame, method: str) -> None:
@@ -150,7 +167,10 @@ def _add_metric(row: dict, metric: str, here: pd.DataFrame, cell_gaps: pd.DataFr
         row[name] = f"**{text}**" if method == best else text
     g = cell_gaps[(cell_gaps.metric == metric) & (cell_gaps.method == method)]
     if method != "bp":
-        row[f"{metric} − BP"] = _gap(factor * g.gap.iloc[0], factor * g.ci95.iloc[0], digits) if len(g) else ""
+        if len(g) and g.duplicate.iloc[0]:
+            row[f"{metric} − BP"] = f"not paired: seed {g.duplicate.iloc[0]} recorded twice"
+        else:
+            row[f"{metric} − BP"] = _gap(factor * g.gap.iloc[0], factor * g.ci95.iloc[0], digits) if len(g) else ""
 
 
 def render_glance(frame: pd.DataFrame, records: list[dict]) -> str:

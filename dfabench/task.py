@@ -105,8 +105,8 @@ class Task:
 
     def alias(self, dataset: str, model: str) -> tuple[str, str]:
         """The cell a selector's dataset/model parts name, where a task offers a shorter spelling
-        (nerf/blender/lego for the cell nerf/blender-lego/nerf); by default the parts themselves."""
-        return dataset, model
+        (nerf/blender/lego for the cell nerf/blender-lego/nerf: the spec's ``alias_families``)."""
+        return self.spec.alias(dataset, model)
 
     def method_applies(self, model: str, method: str) -> bool:
         return self.spec.method_applies(model, method)

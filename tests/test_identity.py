@@ -45,10 +45,10 @@ def test_markdown_shows_an_overrides_column_only_when_a_row_has_overrides(tmp_pa
     for seed in range(2):
         write_record(results, valid_record(f"a{seed}", seed=seed))
     capsys.readouterr()
-    assert main(["table", "--results", str(results)]) == 0
+    assert main(["table", "--results", str(results), "--format", "md"]) == 0
     assert "overrides" not in capsys.readouterr().out
     write_record(results, valid_record("b0", overrides={"lr": 1e6}, metrics={"val": {}, "test": {"acc": 0.1}}))
-    assert main(["table", "--results", str(results)]) == 0
+    assert main(["table", "--results", str(results), "--format", "md"]) == 0
     out = capsys.readouterr().out
     assert "| overrides" in out and "lr=1000000.0" in out and "0.1 (n=1)" in out and "0.5 ± 0 (n=2)" in out
 
@@ -62,7 +62,7 @@ def test_a_seed_recorded_twice_is_not_paired(tmp_path, capsys):
     frame = table_csv(capsys, results)
     dfa = frame[frame.method == "dfa"].iloc[0]
     assert float(dfa.pairs) == 0 and str(dfa.duplicate) == "0" and dfa.gap == ""
-    assert main(["table", "--results", str(results)]) == 0
+    assert main(["table", "--results", str(results), "--format", "md"]) == 0
     assert "not paired: seed 0 recorded twice" in capsys.readouterr().out
 
 

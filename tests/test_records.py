@@ -70,7 +70,7 @@ def test_iter_records_yields_only_valid_records(tmp_path, capsys):
 def test_every_reader_skips_bad_records_with_one_warning_naming_the_file(tmp_path, capsys, reader):
     results = results_with_bad_records(tmp_path)
     if reader == "table":
-        assert main(["table", "--results", str(results)]) == 0
+        assert main(["table", "--results", str(results), "--format", "md"]) == 0
         captured = capsys.readouterr()
         assert "0.905 ± 0.0071 (n=2)" in captured.out  # bp's two valid records, and nothing else
         assert_one_warning_per_bad_file(captured.err)

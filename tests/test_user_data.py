@@ -82,7 +82,7 @@ def test_the_same_graph_elsewhere_is_the_same_run_and_another_graph_is_another_r
     records = list(iter_records(results))
     assert len(records) == 2 and len({r["data"] for r in records}) == 2
     capsys.readouterr()
-    assert main(["table", "--results", str(results)]) == 0
+    assert main(["table", "--results", str(results), "--format", "md"]) == 0
     out = capsys.readouterr().out
     assert "| data" in out and all(r["data"][:8] in out for r in records)
     assert out.count("graph/custom") == 0 and out.count("| custom") == 2  # two rows, never averaged
