@@ -112,12 +112,14 @@ def test_missing_optional_data_is_refused_before_training_and_says_how_to_get_it
 
     monkeypatch.setattr(images, "DEBIAN_FASHION_MNIST", tmp_path / "no-such-package")
     mlp_task._images.cache_clear()
+    mlp_task._prepared.cache_clear()
     results = tmp_path / "res"
     try:
         line = refused(capsys, ["run", "mlp/*/mlp", "--method", "bp", "--scale", "smoke", "--results", str(results)],
                        "mlp/fashion-mnist", results)
     finally:
         mlp_task._images.cache_clear()
+        mlp_task._prepared.cache_clear()
     assert "apt-get install dataset-fashion-mnist" in line
 
 
