@@ -1,6 +1,6 @@
 """What the lm task offers (light: read by `dfabench list` without importing torch or transformers).
 
-tasks/lm/task.py still declares these itself; tests/test_catalog.py checks that the two agree.
+tasks/lm/task.py reads them from here, as every task does.
 """
 from dfabench.catalog import Metric, TaskSpec
 

@@ -27,7 +27,7 @@ def test_spec_agrees_with_its_task_class(domain):
     spec = specs()[domain]
     task = get_task(domain)
     assert type(task) is load_class(spec.entry_point) and task.domain == domain
-    # A class that still declares its catalogue itself (lm) must say what its spec says.
+    # Every class reads its catalogue from its spec: a class attribute that shadows it must agree.
     for name in CATALOGUE:
         assert getattr(task, name) == getattr(spec, name), name
     assert set(spec.cells()) <= {(d, m) for d in spec.datasets for m in spec.models}

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from dfabench.check import floor
-from dfabench.task import Metric, Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
+from dfabench.task import Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
 
 from .data import (LMDataError, TextSource, bpe_tokenizer, check_raw_file, encode_cached, find_wikitext,
                    gensim_wiki_articles, kjv_lines, split_articles, split_blocks, tokenizer_key,
@@ -104,24 +104,12 @@ MODELS = {"transformer": PaperTransformer, "gpt2-preln": PreLNGPT2}
 @register_task
 class LMTask(Task):
     domain = "lm"
-    HParams = LMHParams
-    metrics = (Metric("perplexity", False), Metric("loss", False))
-    primary_metric = "perplexity"
-    point_tags = frozenset({"default", "micro"})
-    datasets = {"wiki-gensim": "106 Wikipedia articles from gensim's test data, markup stripped, split by article",
-                "kjv": "King James Bible (Debian bible-kjv), split by blocks of 100 verses",
-                "wikitext-103": "official WikiText-103 raw (local files or `datasets` download)",
-                "wikitext-2": "official WikiText-2 raw (local files or `datasets` download)"}
-    explicit_datasets = frozenset({"wikitext-103", "wikitext-2"})
+    HParams = LMHParams  # datasets, models, metrics: tasks/lm_spec.py
     # The pre-flight check loads the data as a run would (the tokenizer and ids are cached, so the runs
     # do not pay twice): a missing package, a missing, ambiguous, empty or non-UTF-8 WikiText file or
     # a split shorter than one window is refused before anything trains.
     data_errors = (LMDataError,)
     data_options = frozenset({"vocab_size", "context", "train_tokens", "eval_tokens", "data_dir", "download"})
-    models = {"transformer": "the paper's post-LN Transformer (Table 5): error at the decoder input, "
-                             "macro point after norm2, micro after norm1 and the FFN activation",
-              "gpt2-preln": "GPT-2 (pre-LN, final LayerNorm; transformers) from scratch: DFA collapses it to "
-                            "the unigram distribution"}
 
     def load_data(self, dataset, hp: LMHParams, seed, scale, device) -> TokenData:
         source = _source(dataset, hp.data_dir, hp.download)
