@@ -110,7 +110,7 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
                 floor = _floor_row(here, floors, key)
                 if floor:
                     rows.append(floor)
-        table = pd.DataFrame(rows).fillna("")
+        table = pd.DataFrame(rows).astype(object).fillna("")  # object first: "" is no float
         # each metric's value beside its gap, then the seeds and the throughput
         fixed = ("cell", "variant", "method", "n", "throughput")
         names = [c for c in table.columns if c not in fixed and " − BP" not in c]
