@@ -32,7 +32,8 @@ def test_integer_buckets_follow_the_criteo_rule():
     assert out.tolist() == ["nan", "0", "2", str(int(np.log(3) ** 2)), str(int(np.log(100) ** 2))]
 
 
-def test_criteo_reader_streams_encodes_and_caches(tmp_path):
+def test_criteo_reader_streams_encodes_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFABENCH_CACHE", str(tmp_path / "cache"))
     source = tmp_path / "train.txt"
     lines = write_criteo(source)
     encoded = logs.criteo(str(source), min_count=3, chunk_rows=7)  # many chunks: the streaming path
@@ -46,11 +47,72 @@ def test_criteo_reader_streams_encodes_and_caches(tmp_path):
     assert [(seen[v] >= 3) for v in raw] == (np.asarray(encoded.x)[:, c20] > 0).tolist()
     assert 0 < (np.asarray(encoded.x)[:, c20] == 0).sum() < 60
     assert all(np.asarray(encoded.x)[:, j].max() < d for j, d in enumerate(encoded.field_dims))
-    cache = tmp_path / "train.txt.dfabench-3"
-    assert (cache / "done").exists()
-    source.write_text("garbage")  # a second load reads the cache, not the file
-    again = logs.criteo(str(source), min_count=3)
+    (cache,) = (tmp_path / "cache" / "ctr").iterdir()  # under the user's cache, never beside the data
+    assert (cache / "done").exists() and not list(tmp_path.glob("train.txt.*"))
+    elsewhere = tmp_path / "copy" / "train.txt"  # the same content in another folder: the same cache
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(source.read_bytes())
+    again = logs.criteo(str(elsewhere), min_count=3)
     assert np.array_equal(np.asarray(again.x), np.asarray(encoded.x)) and again.field_dims == encoded.field_dims
+    assert len(list((tmp_path / "cache" / "ctr").iterdir())) == 1
+    write_criteo(source, rows=30, seed=1)  # the file changes under the same name: re-read, not the old cache
+    changed = logs.criteo(str(source), min_count=3)
+    assert changed.x.shape == (30, 39) and len(list((tmp_path / "cache" / "ctr").iterdir())) == 2
+    source.write_text("garbage\n")
+    with pytest.raises(logs.CTRDataError, match="train.txt:1: 1 tab-separated fields"):
+        logs.criteo(str(source), min_count=3)
+
+
+def _malformed(lines, fault):
+    fields = lines[2].split("\t")
+    if fault == "39 columns":
+        fields = fields[:-1]
+    elif fault == "41 columns":
+        fields = fields + ["deadbeef"]
+    elif fault == "label 2":
+        fields[0] = "2"
+    elif fault == "text integer":
+        fields[5] = "abc"
+    lines[2] = "\t".join(fields)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("39 columns", "train.txt:3: 39 tab-separated fields; Criteo's lines have 40"),
+    ("41 columns", "train.txt:3: 41 tab-separated fields"),
+    ("label 2", "train.txt:3: label '2' is not 0 or 1"),
+    ("text integer", "train.txt:3: I5 'abc' is not an integer"),
+    ("empty", "train.txt: empty file"),
+])
+def test_a_malformed_criteo_file_is_refused_before_training(tmp_path, monkeypatch, capsys, fault, message):
+    from dfabench.cli import main
+
+    monkeypatch.setenv("DFABENCH_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "train.txt"
+    lines = write_criteo(source, rows=50)
+    source.write_text("" if fault == "empty" else _malformed(lines, fault))
+    results = tmp_path / "results"
+    code = main(["run", "ctr/criteo/deepfm", "--method", "dfa", "--scale", "smoke", "--results", str(results),
+                 "--set", f"path={source}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not results.exists() and not (tmp_path / "cache" / "ctr").exists()  # nothing written
+
+
+def test_a_criteo_run_is_named_by_the_files_content_not_its_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFABENCH_CACHE", str(tmp_path / "cache"))
+    first, second = tmp_path / "a" / "train.txt", tmp_path / "b" / "train.txt"
+    for path in (first, second):
+        path.parent.mkdir()
+        write_criteo(path, rows=200)
+
+    def run_id(path):
+        (run,), _ = plan(["ctr/criteo/deepfm"], ["dfa"], "smoke", [0], overrides={"path": str(path)})
+        return run.id
+
+    assert run_id(first) == run_id(second)
+    write_criteo(second, rows=200, seed=1)
+    assert run_id(first) != run_id(second)
 
 
 def test_split_is_80_10_10_disjoint_and_fixed():
@@ -141,7 +203,8 @@ def test_bp_only_models_and_official_data_are_explained(tmp_path):
     assert record["status"] == "error" and "set path" in record["error"]
 
 
-def test_smoke_run_on_a_written_criteo_file(tmp_path):
+def test_smoke_run_on_a_written_criteo_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFABENCH_CACHE", str(tmp_path / "cache"))
     source = tmp_path / "train.txt"
     write_criteo(source, rows=400)
     runs, _ = plan(["ctr/criteo/deepfm"], ["dfa"], "smoke", [0], overrides={"path": str(source), "min_count": 2})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +71,47 @@ def _encode(strings: dict[str, pd.Series], vocab: dict[str, dict[str, int]], fie
     return np.stack([strings[f].map(vocab[f]).fillna(0).astype(np.int32).to_numpy() for f in fields], axis=1)
 
 
+_INTEGER = re.compile(rb"-?[0-9]+")
+
+
+def check_criteo_file(source: Path) -> int:
+    """Refuse a file that is not Criteo's layout, naming the line: every line has 40 tab-separated
+    fields (a label, 13 integers, 26 categorical values), the label is 0 or 1, an integer field is
+    empty or an integer. A streamed pass; returns the number of lines."""
+    number = 0
+    with open(source, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            fields = raw.rstrip(b"\r\n").split(b"\t")
+            if len(fields) != len(CRITEO_COLUMNS):
+                raise CTRDataError(f"{source}:{number}: {len(fields)} tab-separated fields; Criteo's lines have "
+                                   f"{len(CRITEO_COLUMNS)} (a label, 13 integers, 26 categorical values)")
+            if fields[0] not in (b"0", b"1"):
+                raise CTRDataError(f"{source}:{number}: label {_shown(fields[0])} is not 0 or 1")
+            for name, value in zip(INT_FIELDS, fields[1:14]):
+                if value and not _INTEGER.fullmatch(value):
+                    raise CTRDataError(f"{source}:{number}: {name} {_shown(value)} is not an integer")
+    if number == 0:
+        raise CTRDataError(f"{source}: empty file")
+    return number
+
+
+def _shown(value: bytes) -> str:
+    return repr(value[:20].decode("utf-8", errors="replace"))
+
+
 def criteo(path: str | None, min_count: int = 10, chunk_rows: int = 1_000_000) -> Encoded:
+    """Criteo's train.txt, checked line by line once, encoded into memory maps cached under the
+    user's cache folder (``dfabench.cache``) and keyed by the file's content: a changed file is
+    re-checked and re-encoded, the same file in another folder reuses the cache."""
+    from dfabench.cache import cache_dir
+    from dfabench.harness.identity import content_hash
+
     if not path:
         raise CTRDataError("criteo: set path to Criteo Kaggle's train.txt (--set path=/data/criteo/train.txt)")
     source = Path(path).expanduser()
     if not source.is_file():
         raise CTRDataError(f"criteo: {source} is not a file")
-    cache = source.with_name(f"{source.name}.dfabench-{min_count}")
+    cache = cache_dir("ctr", f"criteo-{content_hash(str(source))[:16]}-min{min_count}")
     fields = INT_FIELDS + CAT_FIELDS
     if (cache / "x.npy").exists() and (cache / "done").exists():
         meta = (cache / "field_dims.txt").read_text().split()
@@ -85,6 +120,7 @@ def criteo(path: str | None, min_count: int = 10, chunk_rows: int = 1_000_000) -
     def chunks():
         return pd.read_csv(source, sep="\t", header=None, names=CRITEO_COLUMNS, dtype=str, chunksize=chunk_rows)
 
+    check_criteo_file(source)
     counts: dict[str, dict[str, int]] = {f: {} for f in fields}
     rows = 0
     for frame in chunks():  # pass 1: value counts
@@ -93,7 +129,7 @@ def criteo(path: str | None, min_count: int = 10, chunk_rows: int = 1_000_000) -
             for value, c in s.value_counts(sort=False).items():
                 counts[f][value] = counts[f].get(value, 0) + int(c)
     vocab = build_vocab(counts, min_count)
-    cache.mkdir(exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(cache / "x.npy", mode="w+", dtype=np.int32, shape=(rows, len(fields)))
     y = np.empty(rows, dtype=np.float32)
     start = 0
