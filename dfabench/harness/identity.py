@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..cache import cache_dir
+
 # Files and folders inside a user's data folder that loaders write themselves (torch_geometric's
 # processed/, our own caches): hashing them would change the id after the first run.
 _GENERATED = re.compile(r"^(\..*|processed|__pycache__|.*\.dfabench-.*)$")
@@ -127,7 +129,7 @@ def _file_hash(path: str, size: int, mtime_ns: int) -> str:
 
 
 def _digest_cache_path() -> Path:
-    return Path(os.environ.get("DFABENCH_CACHE", Path.home() / ".cache" / "dfabench")) / "fingerprints.json"
+    return cache_dir("fingerprints.json")
 
 
 def _digest_cache() -> dict[str, str]:

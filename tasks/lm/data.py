@@ -21,7 +21,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-CACHE = Path(os.environ.get("DFABENCH_CACHE", Path.home() / ".cache" / "dfabench")) / "lm"
+from dfabench.cache import cache_dir
+
+CACHE = cache_dir("lm")
 
 
 def kjv_lines() -> list[str]:

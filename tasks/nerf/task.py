@@ -7,8 +7,6 @@ official scenes from ``data_dir``. Metrics: test-view PSNR (primary) and SSIM of
 from __future__ import annotations
 
 import functools
-import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from dfabench.alignment import inactive_units
+from dfabench.cache import cache_dir
 from dfabench.errors import DataError
 from dfabench.task import Task, TrainHParams, register_task, tensor_fingerprint
 
@@ -54,7 +53,7 @@ class SceneData:
 
 
 def _cache_dir(hp: NeRFHParams) -> Path:
-    return Path(hp.cache_dir or os.environ.get("DFABENCH_CACHE", Path.home() / ".cache" / "dfabench")) / "nerf"
+    return Path(hp.cache_dir) / "nerf" if hp.cache_dir else cache_dir("nerf")
 
 
 @functools.lru_cache(maxsize=8)
