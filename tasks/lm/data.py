@@ -8,7 +8,6 @@ content.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import os
@@ -22,6 +21,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from dfabench.cache import cache_dir
+from dfabench.harness.identity import content_hash
 
 CACHE = cache_dir("lm")
 
@@ -60,21 +60,6 @@ def text_key(lines: Iterable[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=32)
-def _file_key(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def file_key(path: Path) -> str:
-    """A full content hash of a file, streamed (memoised per size and mtime within a process)."""
-    stat = Path(path).stat()
-    return _file_key(str(path), stat.st_size, stat.st_mtime_ns)
-
-
 @dataclass
 class TextSource:
     """A corpus split three ways: per split, a content key and a way to stream its lines again.
@@ -93,7 +78,8 @@ class TextSource:
 
     @classmethod
     def from_files(cls, name: str, files: dict[str, Path]) -> "TextSource":
-        return cls(name, {k: file_key(p) for k, p in files.items()},
+        # the harness's content hash (streamed, memoised per size and mtime): the same key as the run id's
+        return cls(name, {k: content_hash(str(p))[:16] for k, p in files.items()},
                    {k: (lambda p=p: raw_lines(p)) for k, p in files.items()})
 
 
