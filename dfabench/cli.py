@@ -9,6 +9,7 @@ pydantic to read a config, torch only to run), so `--help` and `list` answer at 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import sys
 from pathlib import Path
@@ -232,7 +233,9 @@ def cmd_table(args: argparse.Namespace) -> int:
             print(f"wrote {path}", file=sys.stderr)
         return 0
     records = [r for r in iter_records(Path(args.results))
-               if args.scale in (None, r["scale"]) and args.domain in (None, r["domain"])]
+               if args.scale in (None, r["scale"]) and args.domain in (None, r["domain"])
+               and (not args.cell or any(fnmatch.fnmatchcase(f"{r['domain']}/{r['dataset']}/{r['model']}", glob)
+                                         for glob in args.cell))]
     try:
         frame = table_frame(records, args.metric)
     except ValueError as err:
@@ -241,6 +244,10 @@ def cmd_table(args: argparse.Namespace) -> int:
         from .glance import render_glance
 
         sys.stdout.write(render_glance(frame, records))
+    elif args.format == "compact":
+        from .compact import render_compact
+
+        sys.stdout.write(render_compact(frame, args.cell))
     else:
         sys.stdout.write(render(frame, args.format))
     return 0
@@ -390,9 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table", help="comparison table from the run records")
     p.add_argument("--results", default="results")
-    p.add_argument("--format", choices=["glance", "md", "latex", "csv"], default="glance",
+    p.add_argument("--format", choices=["glance", "compact", "md", "latex", "csv"], default="glance",
                    help="glance (default): one block per domain, a row per cell and method, units of the field; "
+                        "compact: a row per cell, BP / DFA / shallow side by side (the README's form); "
                         "md / latex: the wide tables --write writes; csv: the long machine-readable form")
+    p.add_argument("--cell", action="append", metavar="GLOB",
+                   help="only cells matching domain/dataset/model (globs; repeat for more; compact keeps their order)")
     p.add_argument("--scale", help="only this scale")
     p.add_argument("--domain", help="only this domain")
     p.add_argument("--metric", help="a test metric instead of each task's table_metrics (ap, loss, ...), or "
