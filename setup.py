@@ -20,5 +20,5 @@ for namespace, folder in MAPPED.items():
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"dfabench.tasks": ["*/*.yaml", "*/*/*.yaml"]},
+    package_data={"dfabench.tasks": ["*/*.yaml", "*/*/*.yaml"], "dfabench.leaderboard": ["templates/*"]},
 )

@@ -253,25 +253,31 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+LEADERBOARD_RESULTS = "results/small"  # what a fresh clone's leaderboard shows: the committed results
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not (args.html or args.wandb):
         raise ConfigError("leaderboard needs --html DIR and/or --wandb")
-    existing_results(Path(args.results))
+    if not args.results and not Path(LEADERBOARD_RESULTS).is_dir():
+        raise ConfigError(f"no {LEADERBOARD_RESULTS} here (the committed results): run from the repository root "
+                          "or pass --results DIR")
+    folders = [existing_results(Path(f)) for f in args.results or [LEADERBOARD_RESULTS]]
     if args.html:
         writable_results(Path(args.html), "--html")
     if args.html:
         from .leaderboard.html import write_site
 
-        pages = write_site(Path(args.results), Path(args.html))
+        pages = write_site(folders, Path(args.html), Path(args.baselines))
         print(f"wrote {len(pages)} pages under {args.html}", file=sys.stderr)
     if args.wandb:
         from .leaderboard.wandb_logging import publish_tables
 
         try:
-            domains = publish_tables(Path(args.results))
+            run_dir, keys = publish_tables(folders, Path(args.baselines))
         except RuntimeError as err:
             raise ConfigError(str(err)) from err
-        print(f"published W&B tables for: {', '.join(domains) or 'nothing'}", file=sys.stderr)
+        print(f"published {len(keys)} W&B tables ({', '.join(keys) or 'nothing'}) in {run_dir}", file=sys.stderr)
     return 0
 
 
@@ -413,9 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("leaderboard", help="static HTML site (--html DIR) and/or W&B tables (--wandb) from the records")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", action="append", metavar="DIR",
+                   help=f"a results folder to show (default: {LEADERBOARD_RESULTS}, the committed small-scale "
+                        "results); a --results replaces the default, and repeating it shows several folders "
+                        f"together (add --results {LEADERBOARD_RESULTS} to keep the committed ones beside yours)")
     p.add_argument("--html", metavar="DIR", help="write index.html and one page per domain here")
-    p.add_argument("--wandb", action="store_true", help="publish one W&B table per domain (offline unless WANDB_MODE=online)")
+    p.add_argument("--wandb", action="store_true", help="publish the summary and one wide table per domain and "
+                                                        "metric to W&B (offline unless WANDB_MODE=online)")
+    p.add_argument("--baselines", default="baselines", help="published numbers (paper.yaml, biotorch.yaml) "
+                                                            "shown beside ours")
     p.set_defaults(func=cmd_leaderboard)
     p = sub.add_parser("baseline", help="record the per-cell reference for `check` from existing records")
     p.add_argument("action", choices=["record"])

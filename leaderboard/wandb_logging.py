@@ -1,4 +1,5 @@
-"""Mirror run records to Weights & Biases: one W&B run per record, offline by default.
+"""Mirror run records to Weights & Biases: one W&B run per record, and the leaderboard's tables; offline
+by default.
 
 The local records stay the source of truth; W&B only mirrors them. Offline runs are kept beside the
 results (``<results>/wandb/``) for a later ``wandb sync``; set WANDB_MODE=online to log live.
@@ -57,18 +58,35 @@ def record_logger(results: Path) -> Callable[[dict], None]:
     return lambda record: log_record(record, results)
 
 
-def publish_tables(results: Path, project: str = "dfabench") -> list[str]:
-    """One leaderboard table per domain, from the local records."""
-    wandb = _import_wandb()
-    from dfabench.tables import load, summary
+def table_keys(board) -> dict:
+    """What the W&B leaderboard logs, by key: the summary, and one wide table per domain and metric, the
+    same frames the HTML site renders (``leaderboard.board``), with plain column names."""
+    from .board import summary_flat, wide_flat
 
-    frame = load(Path(results))
-    published = []
-    for domain in sorted(frame.domain.unique()):
-        summ = summary(frame[frame.domain == domain]).astype({"mean": float, "std": float})
-        run = wandb.init(project=project, dir=str(Path(results)), mode=os.environ.get("WANDB_MODE", "offline"),
-                         name=f"leaderboard {domain}", job_type="leaderboard", reinit="create_new")
-        run.log({f"leaderboard/{domain}": wandb.Table(dataframe=summ)})
-        run.finish()
-        published.append(domain)
-    return published
+    tables = {"leaderboard/summary": summary_flat(board)}
+    for domain in board.domains():
+        wide = board.tables(domain)
+        several_scales = len({scale for scale, *_ in wide}) > 1
+        for scale, metric, _, frame in wide:
+            tables[f"leaderboard/{domain}/{metric}" + (f"/{scale}" if several_scales else "")] = wide_flat(frame)
+    return tables
+
+
+def publish_tables(folders, baselines: Path | None = None, project: str = "dfabench") -> tuple[Path, list[str]]:
+    """One W&B run, ``leaderboard``, holding the summary and every domain's wide tables of the records in
+    ``folders``, verified entries marked; written under the first folder's ``wandb/``. Returns the run's
+    local directory and the keys of the tables logged."""
+    wandb = _import_wandb()
+    from .board import build_board
+
+    folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+    board = build_board(folders, baselines)
+    tables = {key: frame for key, frame in table_keys(board).items() if not frame.empty}
+    run = wandb.init(project=project, dir=str(folders[0]), mode=os.environ.get("WANDB_MODE", "offline"),
+                     name="leaderboard", job_type="leaderboard", reinit="create_new",
+                     config={"results": [str(f) for f in folders], "records": len(board.records),
+                             "verification": board.verification.files})
+    run.log({key: wandb.Table(dataframe=frame) for key, frame in tables.items()})
+    run_dir = Path(run.dir).parent
+    run.finish()
+    return run_dir, list(tables)

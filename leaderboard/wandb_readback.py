@@ -1,4 +1,4 @@
-"""Read an offline W&B run file (``run-*.wandb``) back: its history rows and final summary.
+"""Read an offline W&B run file (``run-*.wandb``) back: its history rows, final summary and tables.
 
 The file is W&B's LevelDB-log-style stream of protobuf ``Record``s: a 7-byte file header, then 32 KiB
 blocks of chunks, each with a 7-byte header (crc32 4, length 2, type 1: full/first/middle/last).
@@ -74,4 +74,19 @@ def read_run(run_dir: Path, wait_s: float = 30.0) -> dict:
         elif kind in ("run", "config"):
             items = rec.run.config.update if kind == "run" else rec.config.update
             out["config"].update({_key(i): json.loads(i.value_json) for i in items})
+    return out
+
+
+def read_tables(run_dir: Path, wait_s: float = 30.0) -> dict:
+    """{key: pandas.DataFrame} of every ``wandb.Table`` the run logged: the history holds a reference
+    (``KEY/_type`` = 'table-file', ``KEY/path``) to the table's JSON file under the run's ``files/``."""
+    import pandas as pd
+
+    out = {}
+    for row in read_run(run_dir, wait_s)["history"]:
+        for key, value in row.items():
+            if key.endswith("/_type") and value == "table-file":
+                name = key[:-len("/_type")]
+                table = json.loads((Path(run_dir) / "files" / row[f"{name}/path"]).read_text())
+                out[name] = pd.DataFrame(table["data"], columns=table["columns"])
     return out

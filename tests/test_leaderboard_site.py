@@ -63,46 +63,117 @@ def test_leaderboard_without_wandb_is_a_clear_error(results: Path, monkeypatch, 
     assert "wandb is not installed" in capsys.readouterr().err
 
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # Debian's, which `dfabench data install` installs (README, offline data)
 
 
-def test_html_site_in_headless_chromium(results: Path, tmp_path: Path):
+def _browser(pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+
+
+def _column_values(page, table: str, column: int, what: str = "textContent") -> list:
+    return page.eval_on_selector_all(f"{table} tbody tr", f"rows => rows.filter(r => !r.hidden).map(r => "
+                                     f"r.cells[{column}].{what})")
+
+
+def test_html_site_in_headless_chromium(tmp_path: Path):
+    """The summary's numbers equal what the record files give (computed here with pandas), its columns
+    sort, rows filter, the wide domain table shows units, bold, failures, paper and verified marks; a
+    screenshot of each page goes under the test's folder."""
     from PIL import Image
 
+    from leaderboard_records import VERIFIED, expected_summary, write_baselines, write_fixture
+
+    results = write_fixture(tmp_path / "results")
     (results / "mlp").mkdir()  # an image a task saved beside the records (NeRF's comparison strips)
     Image.new("RGB", (40, 10), (200, 30, 30)).save(results / "mlp" / "digits_seed0.png")
     site = tmp_path / "site"
-    assert main(["leaderboard", "--results", str(results), "--html", str(site)]) == 0
-    page_html = (site / "mlp.html").read_text()
-    assert "0.905" in page_html and "<svg" in page_html  # bp mean over seeds, a learning curve
-    assert page_html.count("<rect") == 2 and "class='gaps'" in page_html  # dfa and shallow gap bars
+    assert main(["leaderboard", "--results", str(results), "--html", str(site),
+                 "--baselines", str(write_baselines(tmp_path / "baselines"))]) == 0
+    assert sorted(p.name for p in site.iterdir()) == ["index.html", "lm.html", "mlp.html"]
+    expected = expected_summary(results)
+    mlp_gaps = {m: v for (m, d, _), v in expected.items() if d == "mlp"}
     if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium not installed")
+        pytest.skip("Debian chromium not installed (dfabench data install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    screens = tmp_path / "screens"
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        page = browser.new_page()
+        browser = _browser(pw)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
         errors = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto((site / "index.html").as_uri())
-        page.click("text=mlp")
+        page.screenshot(path=str(screens / "index.png"), full_page=True)
+
+        # the summary: one row per method, one column per domain; each entry the mean paired gap to BP
+        headers = page.eval_on_selector_all("#summary thead th", "ths => ths.map(th => th.dataset.column || '')")
+        methods = _column_values(page, "#summary", 0)
+        assert sorted(methods) == ["bp", "dfa", "shallow"]
+        for col, key in enumerate(headers[1:], start=1):
+            domain, label = key.split(" · ")
+            metric = label.split()[0]
+            values = _column_values(page, "#summary", col, "dataset.v")
+            for method, value in zip(methods, values):
+                assert float(value) == pytest.approx(expected[(method, domain, metric)], abs=1e-9), (method, key)
+        texts = dict(zip(methods, _column_values(page, "#summary", headers.index("mlp · accuracy % ↑"))))
+        assert texts["dfa"].startswith(f"{mlp_gaps['dfa']:+.1f}".replace("-", "−"))
+        assert "2 cells · 2–3 seeds" in texts["shallow"]  # shallow's digits seed 2 diverged: 2 pairs there
+        lm = dict(zip(methods, _column_values(page, "#summary", headers.index("lm · perplexity ↓"), "className")))
+        assert "worse" in lm["dfa"]  # a higher perplexity than BP's is worse: red
+        facts = page.inner_text("dl.facts")
+        assert "1 of 9 entries verified" in facts and "1 disputed" in facts and str(results) in facts
+        assert f"{len(VERIFIED)} runs re-run on 2026-12-01" in facts
+
+        # sorting: by the mlp column (numbers), both ways, then filtering
+        mlp_header = page.locator("#summary thead th").nth(headers.index("mlp · accuracy % ↑"))
+        mlp_header.click()
+        assert _column_values(page, "#summary", 0) == sorted(mlp_gaps, key=mlp_gaps.get)
+        mlp_header.click()
+        assert _column_values(page, "#summary", 0) == sorted(mlp_gaps, key=mlp_gaps.get, reverse=True)
+        page.fill("input[data-filter='summary']", "sha")
+        assert _column_values(page, "#summary", 0) == ["shallow"]
+
+        # a domain page: rows = cells, columns = methods, in the metric's units
+        page.click("nav >> text=mlp")
         page.wait_for_load_state()
-        methods = lambda: page.eval_on_selector_all("table.sortable >> nth=0 >> tbody tr",
-                                                    "rows => rows.map(r => r.cells[3].textContent)")
-        mean_header = page.locator("table.sortable").first.locator("th", has_text="mean")
-        mean_header.click()
-        assert methods() == ["shallow", "dfa", "bp"]  # ascending mean
-        mean_header.click()
-        assert methods() == ["bp", "dfa", "shallow"]
+        page.screenshot(path=str(screens / "mlp.png"), full_page=True)
+        table = "#t0-table"
+        columns = page.eval_on_selector_all(f"{table} thead th", "ths => ths.map(th => th.textContent)")
+        assert columns == ["cell", "bp", "dfa", "shallow"]
+        from dfabench.catalog import specs
+
+        cells = _column_values(page, table, 0)
+        declared = [f"{d}/{m}" for d, m in specs()["mlp"].cells()]
+        assert cells == sorted(cells, key=declared.index)  # the mlp task's own cell order
+        bp = dict(zip(cells, _column_values(page, table, 1)))
+        assert bp["digits/mlp"].startswith("91.0 ± 1.0")  # points: mean ± std of 0.90, 0.92, 0.91
+        assert "survey (digits): 95.0" in bp["digits/mlp"]  # the published 0.95 in points ('survey': reproduce's label)
+        assert page.eval_on_selector_all(f"{table} td.best", "tds => tds.map(td => td.cellIndex)") == [1, 1]
+        shallow = dict(zip(cells, _column_values(page, table, 3)))
+        assert "[1 failed]" in shallow["digits/mlp"] and "vs BP" in shallow["digits/mlp"]
+        marks = page.eval_on_selector_all(f"{table} .mark", "ms => ms.map(m => [m.className, m.title])")
+        assert marks == [["mark verified", "verified 2026-12-01: 2 of 3 runs re-run, all agree"]]
+        dfa_header = page.locator(f"{table} thead th", has_text="dfa")
+        dfa_header.click()  # by dfa's mean: digits (86.3) below mnist (91.7)
+        assert _column_values(page, table, 0) == ["digits/mlp", "mnist/mlp"]
+        dfa_header.click()
+        assert _column_values(page, table, 0) == ["mnist/mlp", "digits/mlp"]
         sizes = page.eval_on_selector_all("svg", "els => els.map(e => e.getBoundingClientRect().width)")
-        assert sizes and all(w > 0 for w in sizes)
+        assert len(sizes) == 3 and all(w > 0 for w in sizes)  # the gap bars, a curve per cell
+        assert page.locator("svg.gaps rect").count() == 4  # dfa and shallow in both cells
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
         assert images == [[True, 40]]  # decoded from the inlined PNG
+
+        page.click("nav >> text=lm")
+        page.wait_for_load_state()
+        page.screenshot(path=str(screens / "lm.png"), full_page=True)
+        marks = page.eval_on_selector_all("#t0-table .mark", "ms => ms.map(m => m.className)")
+        assert marks == ["mark disputed"]  # shallow's seed 0 re-ran to another number
         assert errors == []
         browser.close()
+    assert all((screens / f"{name}.png").stat().st_size > 10_000 for name in ("index", "mlp", "lm"))
 
 
 def test_published_numbers_table_marks_unknown_cells():
@@ -146,4 +217,4 @@ def test_a_record_s_domain_never_names_a_page_outside_the_site(tmp_path, domain)
     assert len(pages) == 3 and (site / "mlp.html").exists()  # index, mlp, and the odd domain's slugged page
     index = (site / "index.html").read_text()
     odd = next(p for p in pages if p.name not in ("index.html", "mlp.html"))
-    assert f"href='{odd.name}'" in index
+    assert f'href="{odd.name}"' in index

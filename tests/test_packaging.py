@@ -15,4 +15,5 @@ def test_wheel_maps_tasks_under_dfabench(tmp_path):
     assert "dfabench/tasks/mlp/task.py" in names
     assert "dfabench/tasks/mlp/hparams.yaml" in names
     assert "dfabench/leaderboard/__init__.py" in names
+    assert "dfabench/leaderboard/templates/index.html" in names  # the site's templates are package data
     assert not [n for n in names if n.startswith(("tasks/", "leaderboard/"))]

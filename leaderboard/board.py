@@ -1,0 +1,331 @@
+"""The leaderboard's tables, built once from the records: the HTML site and the W&B mirror render the
+same frames.
+
+An *entry* is one method in one row of a domain's table (a cell, dataset/model, with the variant its
+overrides or data make, and one test metric): its mean ± unbiased std over the ok seeds and its gap to
+BP paired by seed with the 95% t-interval (``dfabench.tables``), in the metric's units (accuracy, AUC
+and AP in points, PSNR in dB, the rest as they are: ``dfabench.glance``), its failed runs, the
+published number for the same model where one is known, and whether `dfabench verify` re-ran it.
+
+The *summary* has one row per method and one column per domain and primary metric: the mean over the
+cells where the method and BP share seeds of its paired gap to BP, in that metric's units (negative is
+below BP; the column's arrow says which way is better), with the number of cells and of seeds per cell.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from dfabench.glance import UNITS, _cell_order, _column, _gap, _value, _variant
+from dfabench.harness.identity import overrides_label
+from dfabench.harness.store import iter_records
+from dfabench.reproduce import DATASET_NAMES, TABLES, published_cell
+from dfabench.tables import GROUP, _method_key, paired_gaps, records_frame, summary, table_frame
+
+from .verification import Verification, load_verification
+
+ROW = ["dataset", "model", "overrides", "data"]  # a row's identity inside one (scale, domain) table
+ENTRY = GROUP + ["metric", "method"]
+# what each (method) column of a wide frame holds: display texts and the numbers they sort by
+WIDE_FIELDS = ("text", "mean", "best", "gap", "gap_value", "gap_class", "paper", "paper_title", "verified",
+               "verified_title")
+
+
+@dataclass
+class Board:
+    folders: list[Path]
+    records: list[dict]
+    entries: pd.DataFrame  # one row per entry (ENTRY), statistics already in the metric's units
+    summary: pd.DataFrame  # one row per (scale, domain, metric, method) of the primary metrics
+    verification: Verification = field(default_factory=Verification)
+
+    def domains(self) -> list[str]:
+        return sorted(self.entries.domain.unique()) if len(self.entries) else []
+
+    def tables(self, domain: str) -> list[tuple[str, str, str, pd.DataFrame]]:
+        """(scale, metric, its label, wide frame) of each metric of a domain: primary metrics first."""
+        part = self.entries[self.entries.domain == domain]
+        keys = part[["scale", "metric", "label", "primary"]].drop_duplicates(["scale", "metric"])
+        keys = keys.sort_values(["scale", "primary"], ascending=[True, False], kind="stable")
+        return [(k.scale, k.metric, k.label, wide_frame(part[(part.scale == k.scale) & (part.metric == k.metric)]))
+                for k in keys.itertuples()]
+
+
+def load_records(folders: Iterable[Path]) -> list[dict]:
+    """The records of every folder, each run once (the same record id in two folders is one run)."""
+    seen: dict[str, dict] = {}
+    for folder in folders:
+        for record in iter_records(Path(folder)):
+            seen.setdefault(record["id"], record)
+    return list(seen.values())
+
+
+def build_board(folders: Iterable[Path], baselines: Path | None = None) -> Board:
+    folders = [Path(f) for f in folders]
+    records = load_records(folders)
+    verification = load_verification(folders)
+    entries = entries_frame(records, verification, _published_by_source(baselines))
+    return Board(folders, records, entries, summary_frame(entries), verification)
+
+
+def _published_by_source(baselines: Path | None) -> dict[str, dict]:
+    """{source file: {cell: entry}} as `dfabench reproduce` reads them; nothing without the files."""
+    from dfabench.reproduce import load_published_by_source
+
+    if baselines is None or not (Path(baselines) / "paper.yaml").exists():
+        return {}
+    return load_published_by_source(Path(baselines))
+
+
+def _record_ids(records: list[dict]) -> dict[tuple, list[str]]:
+    """(GROUP..., method) -> the ids of the records that make that entry (what verify re-runs)."""
+    out: dict[tuple, list[str]] = {}
+    for r in records:
+        key = (r["scale"], r["domain"], r["dataset"], r["model"], overrides_label(r.get("overrides")),
+               (r.get("data") or "")[:8], r["method"])
+        out.setdefault(key, []).append(r["id"])
+    return out
+
+
+ENTRY_COLUMNS = ENTRY + ["higher_is_better", "primary", "label", "digits", "mean", "std", "n", "failed", "gap",
+                         "ci95", "pairs", "best", "text", "gap_text", "gap_class", "paper", "paper_title", "verified",
+                         "verified_title", "rerun", "runs"]
+
+
+def entries_frame(records: list[dict], verification: Verification, published: dict[str, dict]) -> pd.DataFrame:
+    frame = table_frame(records)  # each task's table metrics (AUC and logloss, PSNR and SSIM), else the primary
+    if frame.empty:
+        return pd.DataFrame(columns=ENTRY_COLUMNS)
+    entries = summary(frame).merge(paired_gaps(frame), on=ENTRY, how="left")
+    primary = records_frame(records)[GROUP + ["metric"]].drop_duplicates()
+    entries = entries.merge(primary.assign(primary=True), on=GROUP + ["metric"], how="left")
+    entries["primary"] = entries["primary"].eq(True)
+    ids = _record_ids(records)
+    parts = []
+    for (*_, metric), rows in entries.groupby(GROUP + ["metric"], sort=False):
+        rows = rows.copy()
+        higher = bool(rows.higher_is_better.iloc[0])
+        factor, label, digits = _column(metric, higher, rows)
+        rows["label"], rows["digits"] = label, digits
+        for column in ("mean", "std", "gap", "ci95"):
+            rows[column] = rows[column].astype(float) * factor
+        means = rows.loc[rows.n > 0, "mean"].dropna()
+        top = (means.max() if higher else means.min()) if len(means) > 1 else math.nan
+        rows["best"] = [bool(m == m and math.isclose(m, top, rel_tol=1e-12, abs_tol=1e-12)) for m in rows["mean"]]
+        rows["text"] = [_value(m, s, int(n), int(f), digits) for m, s, n, f in
+                        zip(rows["mean"], rows["std"], rows.n, rows.failed)]
+        rows["gap_text"] = [_gap_text(r, digits) for r in rows.itertuples()]
+        rows["gap_class"] = [_gap_class(g, c, higher) for g, c in zip(rows.gap, rows.ci95)]
+        parts.append(rows)
+    entries = pd.concat(parts, ignore_index=True)
+    entries["pairs"] = entries["pairs"].fillna(0).astype(int)
+    entries = _in_table_order(entries)
+    marks = [verification.mark(ids.get(tuple(r[c] for c in GROUP) + (r["method"],), []))
+             for _, r in entries.iterrows()]
+    entries["verified"] = [m["status"] for m in marks]
+    entries["verified_title"] = [m["title"] for m in marks]
+    entries["rerun"] = [m["rerun"] for m in marks]
+    entries["runs"] = [m["records"] for m in marks]
+    papers = _paper_numbers(entries, published)
+    entries["paper"] = [p[0] for p in papers]
+    entries["paper_title"] = [p[1] for p in papers]
+    return entries[ENTRY_COLUMNS]
+
+
+def _in_table_order(entries: pd.DataFrame) -> pd.DataFrame:
+    """Cells in the order their task declares them (its headline first), methods in the paper's order."""
+    rank: dict[tuple, int] = {}
+    for domain, part in entries.groupby("domain"):
+        cells = _cell_order(domain, sorted(set(zip(part.dataset, part.model))))
+        rank.update({(domain, *cell): i for i, cell in enumerate(cells)})
+    key = [(r.scale, r.domain, rank[(r.domain, r.dataset, r.model)], r.overrides, r.data, r.metric,
+            _method_key(r.method)) for r in entries.itertuples()]
+    order = sorted(range(len(entries)), key=key.__getitem__)
+    return entries.iloc[order].reset_index(drop=True)
+
+
+def _gap_text(row, digits: int) -> str:
+    if row.method == "bp":
+        return ""
+    if isinstance(row.duplicate, str) and row.duplicate:
+        return f"not paired: seed {row.duplicate} recorded twice"
+    return _gap(row.gap, row.ci95, digits) if row.gap == row.gap else ""
+
+
+def _gap_class(gap: float, ci95: float, higher: bool) -> str:
+    """'better' / 'worse' than BP where the 95% interval excludes 0, else ''."""
+    if gap != gap or ci95 != ci95 or abs(gap) <= ci95:
+        return ""
+    return "better" if (gap > 0) == higher else "worse"
+
+
+def _paper_numbers(entries: pd.DataFrame, published: dict[str, dict]) -> list[tuple[str, str]]:
+    """(text, tooltip) of the published number beside each entry: the same model's number from the file
+    `dfabench reproduce` reads for the domain (its dataset named: ours are offline stand-ins), converted
+    to the row's units when it is the row's metric; a published metric the page has no row for goes
+    beside the primary metric, named. ('', '') where nothing is known."""
+    shown = entries.groupby(GROUP)["metric"].agg(set).to_dict()
+    out = []
+    for r in entries.itertuples():
+        table = TABLES.get(r.domain)
+        if table is None:
+            out.append(("", ""))
+            continue
+        cells = published.get(table.source_file, {})
+        cell = published_cell(table, cells, r.domain, r.dataset, r.model)
+        entry = cells.get(cell) if cell else None
+        values = entry.get(table.published_methods.get(r.method, r.method)) if isinstance(entry, dict) else None
+        if not isinstance(values, dict):
+            out.append(("", ""))
+            continue
+        where = f"{table.source} ({DATASET_NAMES.get(cell.split('/')[1], cell.split('/')[1])})"
+        texts = []
+        for metric, value in values.items():
+            if not isinstance(value, (int, float)):
+                continue
+            if metric == r.metric:
+                factor = UNITS.get(metric, (1.0, ""))[0]
+                texts.append(f"{factor * value:.{r.digits}f}")
+            elif r.primary and metric not in shown[tuple(getattr(r, c) for c in GROUP)]:
+                texts.append(f"{metric} {value:g}")
+        text = f"{where}: {', '.join(texts)}" if texts else ""
+        out.append((text, f"{cell}, {entry.get('source', '')}; as published: {values}" if text else ""))
+    return out
+
+
+def summary_frame(entries: pd.DataFrame) -> pd.DataFrame:
+    """One row per (scale, domain, primary metric, method): the mean paired gap to BP over the cells
+    where it has one (BP: 0 over the cells it ran), cells, seeds per cell (min, max), verified entries."""
+    columns = ["scale", "domain", "metric", "label", "higher_is_better", "method", "gap", "cells", "seeds_min",
+               "seeds_max", "verified", "disputed", "entries", "digits"]
+    rows = []
+    prim = entries[entries.primary]
+    for (scale, domain, metric, method), g in prim.groupby(["scale", "domain", "metric", "method"], sort=True):
+        if method == "bp":
+            counted, seeds, gap = g[g.n > 0], g[g.n > 0].n, 0.0
+        else:
+            counted = g[g.pairs > 0]
+            seeds, gap = counted.pairs, float(counted.gap.mean()) if len(counted) else math.nan
+        rows.append({"scale": scale, "domain": domain, "metric": metric, "label": g.label.iloc[0],
+                     "higher_is_better": bool(g.higher_is_better.iloc[0]), "method": method, "gap": gap,
+                     "cells": len(counted), "seeds_min": int(seeds.min()) if len(seeds) else 0,
+                     "seeds_max": int(seeds.max()) if len(seeds) else 0,
+                     "verified": int((g.verified == "verified").sum()),
+                     "disputed": int((g.verified == "disputed").sum()),
+                     "entries": len(g), "digits": int(g.digits.max())})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def paper_table_name(domain: str) -> str:
+    """'Table 2' / 'Tables 3 and 4': the paper's table a domain's column stands for ('' if none)."""
+    table = TABLES.get(domain)
+    found = re.match(r"Tables? [0-9]+(?: and [0-9]+)?", table.title) if table else None
+    return found.group(0) if found else ""
+
+
+def summary_wide(board: Board) -> pd.DataFrame:
+    """Rows = methods, columns = (domain column, field): what the index shows and W&B mirrors. The fields:
+    text and gap (the mean gap, shown and as a number), better ('better'/'worse'/''), cells, seeds,
+    verified and disputed ('k/n' of its entries, or ''), title (what the entry means, in words)."""
+    summ = board.summary
+    if summ.empty:
+        return pd.DataFrame()
+    several_scales = summ.scale.nunique() > 1
+    data: dict[tuple, dict] = {}
+    for r in summ.itertuples():
+        column = " · ".join(p for p in (r.domain, r.scale if several_scales else "", r.label) if p)
+        seeds = f"{r.seeds_min} seed" + "s" * (r.seeds_max != 1) if r.seeds_min == r.seeds_max else \
+            f"{r.seeds_min}–{r.seeds_max} seeds"
+        if r.gap != r.gap:
+            text = "—"
+        elif r.method == "bp":
+            text = "0 (BP)"
+        else:
+            text = _gap(r.gap, math.nan, r.digits)
+        better = "" if r.gap != r.gap or r.method == "bp" or r.gap == 0 else (
+            "better" if (r.gap > 0) == r.higher_is_better else "worse")
+        cells = f"{r.cells} cell" + "s" * (r.cells != 1)
+        title = f"{r.method} − BP in {r.label}, mean over {cells}, {seeds} paired per cell"
+        values = {"text": text, "gap": r.gap, "better": better, "cells": cells, "seeds": seeds,
+                  "verified": f"{r.verified}/{r.entries}" if r.verified else "",
+                  "disputed": f"{r.disputed}/{r.entries}" if r.disputed else "", "title": title}
+        data.setdefault(r.method, {}).update({(column, k): v for k, v in values.items()})
+    frame = pd.DataFrame.from_dict(data, orient="index")
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    frame = frame.reindex(sorted(frame.index, key=_method_key))
+    frame.index.name = "method"
+    return frame
+
+
+def summary_columns(board: Board) -> list[dict]:
+    """The summary's domain columns in order, with what their headers say."""
+    frame = summary_wide(board)
+    out = []
+    for column in dict.fromkeys(c for c, _ in frame.columns):
+        domain = column.split(" · ")[0]
+        out.append({"key": column, "domain": domain, "paper_table": paper_table_name(domain)})
+    return out
+
+
+def wide_frame(part: pd.DataFrame) -> pd.DataFrame:
+    """One metric of one (scale, domain): rows = cells (dataset/model and variant), columns = (method,
+    field) with the fields of WIDE_FIELDS; methods in the paper's order, cells in the task's order."""
+    methods = sorted(part.method.unique(), key=_method_key)
+    rows = []
+    for key, g in part.groupby(ROW, sort=False):  # the entries' order: the task's cells
+        dataset, model, overrides, data = key
+        row = {("cell", ""): f"{dataset}/{model}", ("variant", ""): _variant(overrides, data)}
+        by_method = g.set_index("method")
+        for method in methods:
+            if method not in by_method.index:
+                row.update({(method, f): ("" if f not in ("mean", "gap_value", "best") else
+                                          False if f == "best" else math.nan) for f in WIDE_FIELDS})
+                continue
+            e = by_method.loc[method]
+            row.update({(method, "text"): e.text, (method, "mean"): float(e["mean"]), (method, "best"): bool(e.best),
+                        (method, "gap"): e.gap_text, (method, "gap_value"): float(e.gap),
+                        (method, "gap_class"): e.gap_class,
+                        (method, "paper"): e.paper, (method, "paper_title"): e.paper_title,
+                        (method, "verified"): e.verified, (method, "verified_title"): e.verified_title})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame
+
+
+def methods_of(wide: pd.DataFrame) -> list[str]:
+    return [m for m in dict.fromkeys(c for c, _ in wide.columns) if m not in ("cell", "variant")]
+
+
+def flat(wide: pd.DataFrame, skip: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A wide frame with plain column names, for W&B tables: a column's 'text' field goes under its name
+    alone, the other fields as 'NAME FIELD' (``skip``: fields left out); empty text where there is none."""
+    out = pd.DataFrame(index=wide.index)
+    for top, sub in wide.columns:
+        if sub in skip:
+            continue
+        name = top if sub in ("", "text") else f"{top} {sub}"
+        column = wide[(top, sub)]
+        out[name] = column.fillna("") if column.dtype == object else column
+    return out.reset_index(drop=True)
+
+
+def summary_flat(board: Board) -> pd.DataFrame:
+    """The summary as one row per method with plain column names (W&B)."""
+    wide = summary_wide(board)
+    if wide.empty:
+        return wide
+    out = flat(wide, skip=("better", "title"))
+    out.insert(0, "method", list(wide.index))
+    return out
+
+
+def wide_flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """A domain's wide table with plain column names (W&B)."""
+    return flat(frame, skip=("best", "gap_value", "gap_class", "paper_title", "verified_title")).assign(
+        best=[", ".join(m for m in methods_of(frame) if row[(m, "best")]) for _, row in frame.iterrows()])
