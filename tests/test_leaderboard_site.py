@@ -1,7 +1,6 @@
 """The leaderboard: W&B offline logging read back equals the records; the static HTML site works."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -63,13 +62,7 @@ def test_leaderboard_without_wandb_is_a_clear_error(results: Path, monkeypatch, 
     assert "wandb is not installed" in capsys.readouterr().err
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's, which `dfabench data install` installs (README, offline data)
-
-
-def _browser(pw):
-    return pw.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+from dfabench.leaderboard.screenshot import CHROMIUM, launch  # Debian's chromium (`dfabench data install`)
 
 
 def _column_values(page, table: str, column: int, what: str = "textContent") -> list:
@@ -94,12 +87,12 @@ def test_html_site_in_headless_chromium(tmp_path: Path):
     assert sorted(p.name for p in site.iterdir()) == ["index.html", "lm.html", "mlp.html"]
     expected = expected_summary(results)
     mlp_gaps = {m: v for (m, d, _), v in expected.items() if d == "mlp"}
-    if not os.path.exists(CHROMIUM):
+    if not CHROMIUM.exists():
         pytest.skip("Debian chromium not installed (dfabench data install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     screens = tmp_path / "screens"
     with sync_api.sync_playwright() as pw:
-        browser = _browser(pw)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         errors = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
