@@ -204,7 +204,7 @@ def summary_frame(entries: pd.DataFrame) -> pd.DataFrame:
     columns = ["scale", "domain", "metric", "label", "higher_is_better", "method", "gap", "cells", "seeds_min",
                "seeds_max", "verified", "disputed", "entries", "digits"]
     rows = []
-    prim = entries[entries.primary]
+    prim = entries[entries.primary.astype(bool)]
     for (scale, domain, metric, method), g in prim.groupby(["scale", "domain", "metric", "method"], sort=True):
         if method == "bp":
             counted, seeds, gap = g[g.n > 0], g[g.n > 0].n, 0.0
@@ -237,7 +237,7 @@ def summary_wide(board: Board) -> pd.DataFrame:
         return pd.DataFrame()
     several_scales = summ.scale.nunique() > 1
     data: dict[tuple, dict] = {}
-    for r in summ.itertuples():
+    for r in summ.sort_values(["domain", "scale"], kind="stable").itertuples():
         column = " · ".join(p for p in (r.domain, r.scale if several_scales else "", r.label) if p)
         seeds = f"{r.seeds_min} seed" + "s" * (r.seeds_max != 1) if r.seeds_min == r.seeds_max else \
             f"{r.seeds_min}–{r.seeds_max} seeds"
@@ -311,7 +311,7 @@ def flat(wide: pd.DataFrame, skip: tuple[str, ...] = ()) -> pd.DataFrame:
             continue
         name = top if sub in ("", "text") else f"{top} {sub}"
         column = wide[(top, sub)]
-        out[name] = column.fillna("") if column.dtype == object else column
+        out[name] = column if pd.api.types.is_numeric_dtype(column) else column.fillna("")
     return out.reset_index(drop=True)
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from dfabench.glance import _variant
+from dfabench.harness.identity import overrides_label
+
 # matplotlib's tab10: distinguishable, and the colours the figures of `dfabench reproduce` use
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
@@ -21,11 +24,18 @@ def curve_charts(records: list[dict], domain: str, w: int = 380, h: int = 200) -
         metric = r.get("primary_metric")
         series = [(h_["epoch"], h_["val"][metric]) for h_ in r.get("history") or []
                   if isinstance((h_.get("val") or {}).get(metric), (int, float))]
-        if series:
-            cells.setdefault((r["scale"], r["dataset"], r["model"], metric), {})[r["method"]] = series
-    return [_curve(f"{dataset}/{model}" + (f" ({scale})" if len({k[0] for k in cells}) > 1 else ""), metric,
-                   series, w, h)
-            for (scale, dataset, model, metric), series in sorted(cells.items())]
+        variant = _variant(overrides_label(r.get("overrides")), (r.get("data") or "")[:8])
+        if series:  # runs with other overrides or data are curves of their own, as they are rows of their own
+            cells.setdefault((r["scale"], r["dataset"], r["model"], variant, metric), {})[r["method"]] = series
+    several_scales = len({k[0] for k in cells}) > 1
+    return [_curve(_row_label(dataset, model, variant, scale if several_scales else ""), metric, series, w, h)
+            for (scale, dataset, model, variant, metric), series in sorted(cells.items())]
+
+
+def _row_label(dataset: str, model: str, variant: str, scale: str) -> str:
+    """'digits/mlp', with the variant and the scale where they tell rows apart."""
+    extra = ", ".join(p for p in (variant, scale) if p)
+    return f"{dataset}/{model}" + (f" ({extra})" if extra else "")
 
 
 def _curve(title: str, metric: str, series: dict[str, list], w: int, h: int) -> dict:
@@ -48,6 +58,7 @@ def gap_chart(entries: pd.DataFrame, w: int = 640, row_h: int = 16) -> dict | No
     rows = entries[entries.primary & (entries.method != "bp") & entries.gap.notna()]
     if rows.empty:
         return None
+    several_scales = rows.scale.nunique() > 1
     extent = max(abs(g) + (c if c == c else 0.0) for g, c in zip(rows.gap, rows.ci95)) or 1.0
     label_w = 0.42 * w
     mid, half = label_w + (w - label_w) / 2, (w - label_w) / 2 - 6
@@ -59,7 +70,9 @@ def gap_chart(entries: pd.DataFrame, w: int = 640, row_h: int = 16) -> dict | No
         better = (g.gap > 0) == bool(g.higher_is_better)
         bar = {"y": y, "text_y": y + 11, "x": left, "width": max(right - left, 1.0), "h": row_h - 4,
                "colour": "#2ca02c" if better or g.gap == 0 else "#d62728",
-               "label": f"{g.dataset}/{g.model} {g.method}", "title": f"{g.label}: {g.gap_text}"}
+               "label": _row_label(g.dataset, g.model, _variant(g.overrides, g.data),
+                                   g.scale if several_scales else "") + f" {g.method}",
+               "title": f"{g.label}: {g.gap_text}"}
         if g.ci95 == g.ci95:
             bar.update(lo=x(g.gap - g.ci95), hi=x(g.gap + g.ci95), cy=y + (row_h - 4) / 2)
         bars.append(bar)
