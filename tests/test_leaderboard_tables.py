@@ -117,3 +117,10 @@ def test_the_committed_small_results_build_by_default(tmp_path: Path, monkeypatc
     assert shown.keys() == expected.keys()
     for key, gap in expected.items():
         assert shown[key] == pytest.approx(gap, abs=1e-9), key
+
+
+def test_a_folder_without_records_builds_an_index_that_says_so(tmp_path: Path):
+    (tmp_path / "results").mkdir()
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--html", str(tmp_path / "site")]) == 0
+    assert [p.name for p in (tmp_path / "site").iterdir()] == ["index.html"]
+    assert "No run records in these folders yet." in (tmp_path / "site" / "index.html").read_text()
