@@ -17,8 +17,9 @@ import pandas as pd
 from .catalog import specs
 from .tables import GROUP, VARIANT, _method_key, paired_gaps, summary
 
-# metric -> (factor, unit): what the field quotes (accuracy and AUC in points, PSNR in dB)
-UNITS = {"accuracy": (100.0, "%"), "auc": (100.0, "%"), "ap": (100.0, "%"), "top1_error": (100.0, "%"),
+# metric -> (factor, unit): what the field quotes (accuracy and AUC in points, PSNR in dB);
+# records hold fractions, except top-1 error, which vision records in % already (as biotorch quotes it)
+UNITS = {"accuracy": (100.0, "%"), "auc": (100.0, "%"), "ap": (100.0, "%"), "top1_error": (1.0, "%"),
          "psnr": (1.0, "dB")}
 
 

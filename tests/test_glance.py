@@ -134,3 +134,14 @@ def test_runs_with_other_overrides_or_a_duplicated_seed_are_kept_apart(tmp_path,
     hot = [r for r in rows if "lr=1000000.0" in r["variant"]]
     assert len(plain) == 1 and plain[0]["accuracy − BP"] == "not paired: seed 0 recorded twice"
     assert len(hot) == 1 and hot[0]["accuracy % ↑"] == "10.0" and hot[0]["cell"] == "digits/mlp"
+
+
+def test_top1_error_is_recorded_in_percent_and_shown_as_such(tmp_path, capsys):
+    for seed, error in enumerate((14.0, 14.2)):
+        write_record(tmp_path, {"id": f"e{seed}", "domain": "vision", "dataset": "digits", "model": "lenet",
+                                "method": "bp", "scale": "small", "seed": seed, "status": "ok",
+                                "primary_metric": "accuracy", "higher_is_better": True,
+                                "metrics": {"test": {"accuracy": 1 - error / 100, "top1_error": error}}})
+    assert main(["table", "--results", str(tmp_path), "--metric", "top1_error"]) == 0
+    (row,) = parse_blocks(capsys.readouterr().out)["vision"]
+    assert row["top1_error % ↓"] == "14.1 ± 0.1"  # not 1410: the records hold it in % already
