@@ -347,8 +347,15 @@ def test_table_counts_failed_runs_in_every_domain(tmp_path, capsys):
     assert all("(n=2) [1 failed]" in row for row in rows), rows
 
 
-def test_suite_bar_counts_failures_apart_and_its_eta_ignores_them():
+def test_suite_bar_counts_failures_apart_and_its_eta_ignores_them(monkeypatch):
+    import functools
+
+    from dfabench.harness import progress
     from dfabench.harness.progress import SuiteBar
+
+    # the bar itself is what is checked: shown even where TQDM_DISABLE=1 hides bars (an explicit
+    # argument beats tqdm's environment defaults)
+    monkeypatch.setattr(progress, "tqdm", functools.partial(progress.tqdm, disable=False))
 
     with SuiteBar(total=10, done=2) as suite:
         for status in ("error", "error", "ok", "error", "diverged"):
