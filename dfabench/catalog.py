@@ -24,6 +24,23 @@ METHOD_REQUIREMENTS: dict[str, frozenset[str]] = {
     "shallow": frozenset(), "dfa-sparse": frozenset(), "dfa-sign": frozenset(), "drtp": frozenset(),
     "fa": frozenset({"layerwise"}), "sign-symmetry": frozenset({"layerwise"}), "hybrid": frozenset(),
 }
+# Methods from outside the package (dfabench/methods/external.py): installed packages declare them in
+# this entry-point group; a --method item with ':' names a file or module. Both known without importing.
+METHOD_ENTRY_POINTS = "dfabench.methods"
+
+
+def method_entry_points() -> dict:
+    """The installed ``dfabench.methods`` entry points by name (nothing is imported)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=METHOD_ENTRY_POINTS)}
+
+
+def is_method_spec(item: str) -> bool:
+    """Whether a --method item names code (path/to/file.py:Class, package.module:Class)."""
+    return ":" in item
+
+
 # How to say a requirement when a task does not offer it. Point tags come from ``point_tags``, the
 # rest from ``capabilities``.
 REQUIREMENTS: dict[str, str] = {

@@ -119,6 +119,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .catalog import METHOD_REQUIREMENTS, SCALES, specs, unavailable_reason
     from .data.sources import DOWNLOADABLE, INSTALLABLE, READY, SOURCES, cell_status, status
 
+    from .catalog import method_entry_points
+
+    methods_outside = []  # installed entry points and --method items: these import their code (and torch)
+    if args.method or method_entry_points():
+        from .methods.external import describe
+
+        methods_outside = describe(_split(args.method or []))
     statuses = {name: status(source) for name, source in SOURCES.items()}
     unavailable, not_ready = {}, 0
     for domain, spec in sorted(specs().items()):
@@ -134,6 +141,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             data = state if state == READY else f"{state} ({hint})"
             print(f"{domain}/{dataset}/{model}  methods={','.join(methods)}  scales={','.join(SCALES)}"
                   f"  primary={spec.primary_for(model)}  data={data}")
+    for line in methods_outside:
+        print(line)
     for domain, why in sorted(unavailable.items()):
         print(f"# {domain}: unavailable: {why}")
     if not_ready:
@@ -362,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="print every runnable cell with its methods, scales and whether its data is here")
+    p.add_argument("--method", help="also list these methods from outside the package (path/to/file.py:Class, "
+                                    "package.module:Class); installed dfabench.methods entry points always are")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("data", help="offline datasets: which are here, installing the rest (apt-get / pip), and "
@@ -453,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="baselines", help="folder of paper.yaml and biotorch.yaml")
     p.add_argument("--no-run", action="store_true", help="only build the tables and figures from existing records")
     p.set_defaults(func=cmd_reproduce)
+
     return parser
 
 

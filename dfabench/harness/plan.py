@@ -5,7 +5,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..catalog import METHOD_REQUIREMENTS, SCALES, specs, unavailable_reason
+from ..catalog import METHOD_REQUIREMENTS, SCALES, is_method_spec, method_entry_points, specs, unavailable_reason
 from ..errors import ConfigError
 from . import identity
 from .identity import run_id  # noqa: F401  (the id function has always been importable from here)
@@ -27,6 +27,10 @@ class PlannedRun:
     overrides: dict[str, Any] = field(default_factory=dict, repr=False)
     # Content fingerprint of the user's data (None: the task's built-in data); see identity.py.
     data: str | None = field(default=None, repr=False)
+    # A method from outside the package (methods/external.py): where a worker loads it from, and
+    # where its code came from (recorded). None for built-in methods.
+    method_spec: str | None = field(default=None, repr=False)
+    method_origin: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.data is None:
@@ -99,14 +103,21 @@ def plan(selectors: list[str], methods: list[str], scale: str, seeds: list[int],
     once per (dataset, options) before this returns: a problem is a ``DataError``, nothing has run."""
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
-    unknown = [m for m in methods if m not in METHOD_REQUIREMENTS]
+    unknown = [m for m in methods if not is_method_spec(m) and (m not in METHOD_REQUIREMENTS or "@" in m)
+               and m not in method_entry_points()]  # a typo fails before torch loads
     if unknown:
-        raise ConfigError(f"unknown method {unknown[0]!r}; known: {', '.join(sorted(METHOD_REQUIREMENTS))}")
+        raise ConfigError(f"unknown method {unknown[0]!r}; known: {', '.join(sorted(METHOD_REQUIREMENTS))}"
+                          f"; or path/to/file.py:Class, package.module:Class")
     from pydantic import ValidationError
 
     from ..hparams import resolve
     from ..methods import create
+    from ..methods.registry import resolve as resolve_method
     from ..task import get_task
+
+    # key -> (spec, origin): an outside method is imported here, once, and keyed by its code's hash
+    loaded = {key: (spec, origin) for key, spec, origin in map(resolve_method, methods)}
+    methods = list(loaded)
 
     runs, notes = [], []
     for cell in match_cells(selectors):
@@ -126,7 +137,9 @@ def plan(selectors: list[str], methods: list[str], scale: str, seeds: list[int],
                 first = err.errors()[0]
                 raise ConfigError(f"{cell}: method_options for {method}: "
                                   f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-            runs += [PlannedRun(domain, dataset, model, method, scale, seed, hp, changed) for seed in seeds]
+            spec, origin = loaded[method]
+            runs += [PlannedRun(domain, dataset, model, method, scale, seed, hp, changed, method_spec=spec,
+                                method_origin=origin) for seed in seeds]
     if check_data:
         from .preflight import check_data as preflight
 

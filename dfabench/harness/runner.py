@@ -74,6 +74,7 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
         "scale": run.scale, "seed": run.seed, "hparams": run.recorded_hparams(),
         # what sets this run apart from the task's own settings: tables give these their own row
         "overrides": run.overrides, "data": run.data,
+        **({"method_origin": run.method_origin} if run.method_origin else {}),  # an outside method's code
         "status": status, "error": error,
         "metrics": {"val": state["best_val"], "test": state["test"]},
         "primary_metric": task.primary_for(run.model),
@@ -111,7 +112,7 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
     model = task.build_model(run.model, hp, data).to(device)
     state["n_params"] = sum(p.numel() for p in model.parameters())
     state["start_extras"] = task.extras_at_start(model, data, hp)
-    method = create(run.method, hp.method_options)
+    method = create(run.method, hp.method_options, spec=run.method_spec)
     probe = next(iter(task.train_batches(data, hp, torch.Generator().manual_seed(run.seed))))
     method.prepare(model, lambda: task.forward(model, probe), run.seed)
     optimizer = build_optimizer(model.parameters(), hp)

@@ -1,4 +1,5 @@
-"""Methods registered by name. A new method is one module that calls ``register``."""
+"""Methods registered by name. A new built-in method is one module that calls ``register``; a method
+from outside the package is named by a spec (``external.py``) and registered here under its key."""
 from __future__ import annotations
 
 from .base import Method
@@ -34,7 +35,42 @@ def register_variant(name: str, base: type[Method], summary: str, requires_tags:
     return register(variant)
 
 
-def create(name: str, options: dict | None = None) -> Method:
+def resolve(item: str):
+    """The method a ``--method`` item names: (key, spec to load it from or None, origin or None).
+
+    Built-in names resolve to themselves; a file, module or entry-point method is imported, and
+    registered under its key ``name@sha8`` (in the light index too, so ``list`` and the planner
+    treat it like the others)."""
+    from . import external
+
+    if item in METHODS and not external.is_spec(item) and "@" not in item:
+        return item, None, None
+    try:
+        found = external.load(item)
+    except external.ExternalMethodError as err:
+        if str(err) == f"unknown method {item!r}":
+            known = sorted({*METHODS, *external.entry_points()} - {k for k in METHODS if "@" in k})
+            raise external.ExternalMethodError(f"unknown method {item!r}; known: {', '.join(known)}; or "
+                                               f"path/to/file.py:Class, package.module:Class") from None
+        raise
+    _register_external(found)
+    return found.key, found.spec, found.origin
+
+
+def _register_external(found) -> None:
+    from ..catalog import METHOD_REQUIREMENTS
+
+    METHODS.setdefault(found.key, found.cls)
+    METHOD_REQUIREMENTS.setdefault(found.key, frozenset(getattr(found.cls, "requires_tags", frozenset())))
+
+
+def create(name: str, options: dict | None = None, spec: str | None = None) -> Method:
+    """An instance of the method ``name``; ``spec`` loads an outside method this process has not
+    imported yet (a Ray worker), checking that its code still has the key's hash."""
+    if name not in METHODS and spec is not None:
+        from . import external
+
+        _register_external(external.load(spec, expect_key=name))
     try:
         cls = METHODS[name]
     except KeyError:
