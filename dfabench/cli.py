@@ -365,6 +365,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """`dfabench verify RESULTS`: re-run a sample of its records and compare (dfabench/verify.py)."""
+    from .verify import verify_command
+
+    results = existing_results(Path(args.results))
+    writable_results(results, "RESULTS")  # verification.json is written there
+    _check_device(args.device, will_run=True)
+    return verify_command(results, args.sample, args.seed, args.domain, args.max_seconds, args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dfabench", description="Credit assignment without weight transport: BP, DFA and "
                                                   "friends on modern architectures, side by side.")
@@ -465,6 +475,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-run", action="store_true", help="only build the tables and figures from existing records")
     p.set_defaults(func=cmd_reproduce)
 
+    p = sub.add_parser("verify", help="re-run a random sample of RESULTS' records from their recorded configuration "
+                                      "and check the metrics agree; writes RESULTS/verification.json")
+    p.add_argument("results", metavar="RESULTS", help="a results folder (with runs/)")
+    p.add_argument("--sample", type=int, default=5, help="how many records to re-run (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice (default 0)")
+    p.add_argument("--domain", help="choose only among this domain's records")
+    p.add_argument("--max-seconds", type=float, help="choose only among records whose recorded wall_s is at most this")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda")
+    p.set_defaults(func=cmd_verify)
     return parser
 
 

@@ -1,0 +1,223 @@
+"""`dfabench verify RESULTS`: re-run a random sample of a results folder's records from their own
+recorded configuration and say, per record, whether the metrics agree.
+
+Each chosen record (status ``ok``) is planned again from what it records: domain, dataset, model,
+method (an outside method from its ``method_origin``), scale, seed and hyper-parameters, with the
+thread count of its recorded device. The configuration must give the record's own id (an edited
+hyper-parameter does not). The run goes into a temporary results folder; RESULTS' runs are never
+touched. Compared: every test metric and every metric of the best validation evaluation (not the
+epoch it happened at).
+
+* **identical**: every compared value is bit for bit the recorded one;
+* **agree**: identical when the environment matches the record's provenance (same commit, clean
+  checkout, same python/torch/numpy/dfabench versions, same device description): the suite is
+  deterministic there, so any difference is a disagreement. Otherwise each value must be within
+  ``TOLERANCE_REL`` of the recorded one, relative to the larger magnitude.
+
+The outcome is merged into ``RESULTS/verification.json`` (records verified before and not now keep
+their entry; the top-level fields describe this verification). Exit 1 when any record disagrees.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# 2%: float results drift apart once library versions or CPUs order their sums differently, and the
+# drift compounds over training; on the digits test set (360 images) 2% is about 7 images.
+TOLERANCE_REL = 0.02
+FILE = "verification.json"
+ENVIRONMENT_KEYS = ("commit", "dirty", "versions", "device")
+
+
+def candidates(records: list[dict], domain: str | None, max_seconds: float | None) -> tuple[list[dict], int]:
+    """The records a verification may pick, sorted by id, and how many ok ones cannot be re-run here
+    (user data, whose path a record does not keep; a task whose libraries are missing)."""
+    from .catalog import specs, unavailable_reason
+
+    chosen, unrunnable = [], 0
+    for record in sorted(records, key=lambda r: r["id"]):
+        if record["status"] != "ok" or domain not in (None, record["domain"]):
+            continue
+        if max_seconds is not None and not (record.get("timings", {}).get("wall_s") or math.inf) <= max_seconds:
+            continue
+        spec = specs().get(record["domain"])
+        if record.get("data") is not None or spec is None or unavailable_reason(spec):
+            unrunnable += 1
+            continue
+        chosen.append(record)
+    return chosen, unrunnable
+
+
+def planned_from(record: dict):
+    """The PlannedRun a record describes; ConfigError when it no longer makes one."""
+    from pydantic import ValidationError
+
+    from .harness.plan import PlannedRun
+    from .task import get_task
+
+    task = get_task(record["domain"])
+    hparams = dict(record["hparams"])
+    for key in task.cache_location_fields & set(hparams):
+        hparams[key] = None  # '<local cache>' in the record: this machine's default cache
+    try:
+        hp = task.HParams(**hparams)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"its hyper-parameters are not valid now: {'.'.join(map(str, first['loc']))}: "
+                          f"{first['msg']}") from None
+    spec, origin = None, record.get("method_origin")
+    if origin:
+        from .methods.registry import _register_external
+        from .methods.external import load
+
+        # the outside method's code, found as it was named when recorded (relative to this folder)
+        spec = origin["entry_point"] if origin.get("kind") == "entry_point" else origin["spec"]
+        found = load(spec, expect_key=record["method"])
+        _register_external(found)
+        spec, origin = found.spec, found.origin
+    run = PlannedRun(record["domain"], record["dataset"], record["model"], record["method"], record["scale"],
+                     record["seed"], hp, dict(record.get("overrides") or {}), record.get("data"),
+                     method_spec=spec, method_origin=origin)
+    if run.id != record["id"]:
+        raise ConfigError(f"its recorded configuration gives the id {run.id}, not its own")
+    return run
+
+
+def compared(record: dict) -> dict[str, Any]:
+    """'test.<metric>' and 'val.<metric>' values (the best validation's epoch left out)."""
+    metrics = record.get("metrics") or {}
+    return {f"{split}.{name}": value for split in ("test", "val")
+            for name, value in sorted((metrics.get(split) or {}).items()) if name != "epoch"}
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)  # 'nan' / 'inf' as stored
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def rel_diff(a: Any, b: Any) -> float:
+    x, y = _number(a), _number(b)
+    if x == y or (math.isnan(x) and math.isnan(y)):
+        return 0.0
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return math.inf
+    return abs(x - y) / max(abs(x), abs(y))
+
+
+def environment(provenance: dict) -> dict[str, Any]:
+    return {key: provenance.get(key) for key in ENVIRONMENT_KEYS}
+
+
+def same_environment(recorded: dict, now: dict) -> bool:
+    return environment(recorded) == environment(now) and recorded.get("dirty") is False
+
+
+def recorded_threads(provenance: dict) -> int | None:
+    """The CPU thread count the record's device line states ('cpu (x86_64, 2 threads)')."""
+    found = re.search(r"(\d+) threads\)", str(provenance.get("device", "")))
+    return int(found.group(1)) if found else None
+
+
+def verify_one(record: dict, store: Path, device: str) -> dict[str, Any]:
+    """Re-run one record into ``store``; its entry of verification.json (plus 'why' for the console)."""
+    import torch
+
+    from .harness.runner import run_one
+    from .harness.store import write_record
+
+    recorded = compared(record)
+    try:
+        run = planned_from(record)
+    except ConfigError as err:
+        return {"agree": False, "identical": False, "max_rel_diff": None,
+                "metrics": {k: [v, None] for k, v in recorded.items()}, "why": str(err)}
+    threads, before = recorded_threads(record.get("provenance", {})), torch.get_num_threads()
+    if threads and device == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        rerun = run_one(run, store, device)
+    finally:
+        torch.set_num_threads(before)
+    write_record(store, rerun)
+    now = compared(rerun)
+    names = sorted(set(recorded) | set(now))
+    diffs = [rel_diff(recorded.get(k), now.get(k)) for k in names]
+    identical = rerun["status"] == "ok" and all(k in recorded and k in now and recorded[k] == now[k] for k in names)
+    worst = max(diffs, default=0.0)
+    same_env = same_environment(record.get("provenance", {}), rerun["provenance"])
+    agree = identical if same_env else rerun["status"] == "ok" and worst <= TOLERANCE_REL
+    why = ("bit-identical" if identical else
+           f"rerun {rerun['status']}: {rerun.get('error')}" if rerun["status"] != "ok" else
+           f"max relative difference {worst:.3g}" + (" in the same environment" if same_env else
+                                                      f" (tolerance {TOLERANCE_REL})"))
+    return {"agree": bool(agree), "identical": bool(identical),
+            "max_rel_diff": worst if math.isfinite(worst) else None,
+            "metrics": {k: [recorded.get(k), now.get(k)] for k in names}, "why": why}
+
+
+def merged(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
+    """``fresh`` over what ``path`` holds: earlier entries of other records are kept."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = {}
+    records = old.get("records") if isinstance(old, dict) and isinstance(old.get("records"), dict) else {}
+    return {**fresh, "records": {**records, **fresh["records"]}}
+
+
+def verify_command(results: Path, sample: int, seed: int, domain: str | None = None,
+                   max_seconds: float | None = None, device: str = "cpu") -> int:
+    from tqdm.auto import tqdm
+
+    from .harness.provenance import provenance
+    from .harness.store import iter_records
+
+    if sample < 1:
+        raise ConfigError(f"--sample must be at least 1, got {sample}")
+    records = list(iter_records(results))
+    if not records:
+        raise ConfigError(f"no valid run records under {results}/runs")
+    pool, unrunnable = candidates(records, domain, max_seconds)
+    if not pool:
+        raise ConfigError(f"no completed record under {results}/runs that can be re-run here"
+                          + (f" (domain {domain})" if domain else "")
+                          + (f" (recorded wall_s <= {max_seconds})" if max_seconds is not None else ""))
+    chosen = random.Random(seed).sample(pool, min(sample, len(pool)))
+    print(f"verify: re-running {len(chosen)} of {len(pool)} eligible records of {results} (seed {seed}; "
+          f"{unrunnable} cannot be re-run here)", file=sys.stderr)
+
+    import torch
+
+    entries: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="dfabench-verify-") as store:
+        bar = tqdm(chosen, desc="verify", unit="run", file=sys.stderr)
+        for record in bar:
+            label = f"{record['domain']}/{record['dataset']}/{record['model']} {record['method']} seed={record['seed']}"
+            bar.set_postfix_str(label)
+            entry = verify_one(record, Path(store), device)
+            tqdm.write(f"{'agree' if entry['agree'] else 'DISAGREE'}  {record['id']}  {label}  "
+                       f"{record['scale']}: {entry.pop('why')}", file=sys.stderr)
+            entries[record["id"]] = entry
+    env = environment(provenance(torch.device(device), "unknown"))
+    fresh = {"verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+             "sample": len(chosen), "seed": seed, "tolerance": {"rel": TOLERANCE_REL}, "environment": env,
+             "records": entries}
+    out = results / FILE
+    out.write_text(json.dumps(merged(out, fresh), indent=1, sort_keys=True) + "\n")
+    bad = [k for k, e in entries.items() if not e["agree"]]
+    same = sum(e["identical"] for e in entries.values())
+    print(f"verify: {len(entries) - len(bad)} of {len(entries)} agree ({same} bit-identical), {len(bad)} disagree"
+          f"{': ' + ', '.join(bad) if bad else ''}; relative tolerance {TOLERANCE_REL} where the environment "
+          f"differs; wrote {out}")
+    return 1 if bad else 0
