@@ -23,6 +23,7 @@ import json
 import math
 import random
 import re
+from collections import Counter
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -38,20 +39,22 @@ FILE = "verification.json"
 ENVIRONMENT_KEYS = ("commit", "dirty", "versions", "device")
 
 
-def candidates(records: list[dict], domain: str | None, max_seconds: float | None) -> tuple[list[dict], int]:
-    """The records a verification may pick, sorted by id, and how many ok ones cannot be re-run here
-    (user data, whose path a record does not keep; a task whose libraries are missing)."""
+def candidates(records: list[dict], domain: str | None, max_seconds: float | None) -> tuple[list[dict], Counter]:
+    """The records a verification may pick, sorted by id, and the ok ones that cannot be re-run here
+    by reason (user data, whose path a record does not keep; a task whose libraries are missing)."""
     from .catalog import specs, unavailable_reason
 
-    chosen, unrunnable = [], 0
+    chosen, unrunnable = [], Counter()
     for record in sorted(records, key=lambda r: r["id"]):
         if record["status"] != "ok" or domain not in (None, record["domain"]):
             continue
         if max_seconds is not None and not (record.get("timings", {}).get("wall_s") or math.inf) <= max_seconds:
             continue
         spec = specs().get(record["domain"])
-        if record.get("data") is not None or spec is None or unavailable_reason(spec):
-            unrunnable += 1
+        why = ("user data" if record.get("data") is not None else "unknown domain" if spec is None
+               else unavailable_reason(spec))
+        if why:
+            unrunnable[f"{record['domain']}: {why}"] += 1
             continue
         chosen.append(record)
     return chosen, unrunnable
@@ -194,8 +197,10 @@ def verify_command(results: Path, sample: int, seed: int, domain: str | None = N
                           + (f" (domain {domain})" if domain else "")
                           + (f" (recorded wall_s <= {max_seconds})" if max_seconds is not None else ""))
     chosen = random.Random(seed).sample(pool, min(sample, len(pool)))
-    print(f"verify: re-running {len(chosen)} of {len(pool)} eligible records of {results} (seed {seed}; "
-          f"{unrunnable} cannot be re-run here)", file=sys.stderr)
+    print(f"verify: re-running {len(chosen)} of {len(pool)} eligible records of {results} (seed {seed})",
+          file=sys.stderr)
+    for why, count in sorted(unrunnable.items()):
+        print(f"verify: note: {count} records cannot be re-run here ({why})", file=sys.stderr)
 
     import torch
 

@@ -117,3 +117,13 @@ def test_relative_difference_is_symmetric_and_treats_stored_nan_as_equal():
     assert rel_diff(0.9, 0.9) == 0.0 and rel_diff(0, 0) == 0.0
     assert rel_diff(1.0, 0.98) == rel_diff(0.98, 1.0) == pytest.approx(0.02)
     assert rel_diff("nan", "nan") == 0.0 and rel_diff("nan", 1.0) == math.inf and rel_diff(None, 1.0) == math.inf
+
+
+def test_records_of_user_data_are_not_chosen_since_a_record_keeps_no_path(smoke_results, tmp_path, capsys):
+    results = copy_of(smoke_results, tmp_path)
+    for path in record_files(results).values():
+        record = json.loads(path.read_text())
+        record["data"] = "0123456789abcdef"  # a content fingerprint: the files it names are not here
+        path.write_text(json.dumps(record))
+    assert main(["verify", str(results)]) == 2
+    assert "no completed record" in capsys.readouterr().err
