@@ -52,12 +52,30 @@ def candidates(records: list[dict], domain: str | None, max_seconds: float | Non
             continue
         spec = specs().get(record["domain"])
         why = ("user data" if record.get("data") is not None else "unknown domain" if spec is None
-               else unavailable_reason(spec))
+               else unavailable_reason(spec) or _code_missing(record.get("method_origin")))
         if why:
             unrunnable[f"{record['domain']}: {why}"] += 1
             continue
         chosen.append(record)
     return chosen, unrunnable
+
+
+def _code_missing(origin: dict | None) -> str | None:
+    """Why an outside method's code cannot be found from here (None: found, or a built-in method)."""
+    import importlib.util
+
+    from .catalog import method_entry_points
+
+    if not origin:
+        return None
+    kind, spec = origin.get("kind"), str(origin.get("spec", ""))
+    if kind == "file":
+        found = Path(spec.rpartition(":")[0]).is_file()
+    elif kind == "entry_point":
+        found = origin.get("entry_point") in method_entry_points()
+    else:
+        found = importlib.util.find_spec(spec.partition(":")[0].split(".")[0]) is not None
+    return None if found else f"the code of its method ({spec}) is not found from this folder"
 
 
 def planned_from(record: dict):
@@ -195,7 +213,8 @@ def verify_command(results: Path, sample: int, seed: int, domain: str | None = N
     if not pool:
         raise ConfigError(f"no completed record under {results}/runs that can be re-run here"
                           + (f" (domain {domain})" if domain else "")
-                          + (f" (recorded wall_s <= {max_seconds})" if max_seconds is not None else ""))
+                          + (f" (recorded wall_s <= {max_seconds})" if max_seconds is not None else "")
+                          + "".join(f"; {n} cannot ({why})" for why, n in sorted(unrunnable.items())))
     chosen = random.Random(seed).sample(pool, min(sample, len(pool)))
     print(f"verify: re-running {len(chosen)} of {len(pool)} eligible records of {results} (seed {seed})",
           file=sys.stderr)

@@ -127,3 +127,14 @@ def test_records_of_user_data_are_not_chosen_since_a_record_keeps_no_path(smoke_
         path.write_text(json.dumps(record))
     assert main(["verify", str(results)]) == 2
     assert "no completed record" in capsys.readouterr().err
+
+
+def test_a_record_of_an_outside_method_whose_code_is_not_here_is_not_chosen(smoke_results, tmp_path, capsys):
+    results = copy_of(smoke_results, tmp_path)
+    for path in record_files(results).values():
+        record = json.loads(path.read_text())
+        record["method_origin"] = {"kind": "file", "spec": "gone.py:Mine", "file": "gone.py", "sha256": "0" * 64}
+        path.write_text(json.dumps(record))
+    assert main(["verify", str(results)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no completed record" in err[0] and "2 cannot (mlp: the code of its method (gone.py:Mine)" in err[0]
