@@ -187,6 +187,17 @@ class Task:
         ``results/<domain>/``; called by ``dfabench table --write``."""
         return []
 
+    def architecture(self, model: str, hp: TrainHParams, data: Any) -> dict[str, Any]:
+        """What the built network is, for `dfabench explain` (``dfabench.architecture.describe``): the
+        output dimension (the rank of DFA's feedback), the feedback points and their widths by tag, the
+        depth, the normalisation and its placement, read off one forward pass on the first training
+        batch on the CPU. A task whose forward needs more than ``forward(model, batch)`` overrides it."""
+        from .architecture import describe
+
+        net = self.build_model(model, hp, data)
+        batch = next(iter(self.train_batches(data, hp, torch.Generator().manual_seed(0))))
+        return describe(net, lambda: self.forward(net, batch))
+
     def extras_at_start(self, model: nn.Module, data: Any, hp: TrainHParams) -> dict[str, Any]:
         """Optional additions to the record measured on the freshly built model, before the first
         step (the LM's residual-stream statistics, to compare with the same at the end)."""

