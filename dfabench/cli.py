@@ -375,6 +375,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return verify_command(results, args.sample, args.seed, args.domain, args.max_seconds, args.device)
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    explain(existing_results(Path(args.results)), args.scale, Path(args.out) if args.out else None)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .probes import PROBES, run_probe
+
+    if args.name is None:
+        for probe in PROBES.values():
+            print(f"{probe.name:15} {probe.title}")
+        return 0
+    _check_device(args.device, will_run=not args.no_run)
+    readme, code = run_probe(args.name, Path(args.results) if args.results else None, args.device, run=not args.no_run)
+    print(f"wrote {readme}", file=sys.stderr)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dfabench", description="Credit assignment without weight transport: BP, DFA and "
                                                   "friends on modern architectures, side by side.")
@@ -484,6 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, help="choose only among records whose recorded wall_s is at most this")
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("explain", help="what goes with the DFA−BP gap per cell (alignment, output dimension, depth, "
+                                       "norms, the shallow control): a report and figures from the records")
+    p.add_argument("--results", default="results", help="records to read (default results/)")
+    p.add_argument("--scale", help="only this scale")
+    p.add_argument("--out", help="output folder (default RESULTS/explain)")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("probe", help="run one controlled probe (one factor varied) into results/probes/NAME and "
+                                     "write its README; no NAME: list them")
+    p.add_argument("name", nargs="?", help="output-dim | norm-placement | depth | convolution")
+    p.add_argument("--results", help="results directory (default results/probes/NAME)")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda")
+    p.add_argument("--no-run", action="store_true", help="only rewrite the README from existing records")
+    p.set_defaults(func=cmd_probe)
     return parser
 
 
