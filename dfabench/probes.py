@@ -38,8 +38,9 @@ class Probe:
     factor: str  # the heading of the level column
     levels: dict[str, str]  # cell (domain/dataset/model) -> the factor's value there
     methods: tuple[str, ...]
-    metric: str
+    metrics: tuple[str, ...]  # test metrics, each its own rows
     notes: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # numbers of the records' extras shown per method (mean over seeds)
     scale: str = "small"
     seeds: int = 3
 
@@ -55,7 +56,7 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
     Probe("output-dim", "Output dimension: one MLP, one binary task, 1 to 100 outputs",
           "Does the rank of DFA's feedback (the dimension of the error e) decide how close DFA comes to BP?",
           "outputs", {f"mlp/fashion-mnist/mlp-out{n}": str(n) for n in (1, 2, 10, 100)},
-          ("bp", "dfa", "shallow"), "accuracy",
+          ("bp", "dfa", "shallow"), ("accuracy",),
           ("The task: Fashion-MNIST class >= 5 (sandal, shirt, sneaker, bag, boot) or not; accuracy is that "
            "binary decision's. 1 output: one logit (binary cross-entropy); 2: two logits (cross-entropy); "
            "10 and 100: the two logits plus 8 or 98 outputs regressed onto a fixed random projection of the "
@@ -65,22 +66,27 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
           "Does where the LayerNorm sits decide whether DFA trains a Transformer?",
           "LayerNorm", {"lm/kjv/transformer-noln": "none", "lm/kjv/transformer": "post-LN",
                         "lm/kjv/gpt2-preln": "pre-LN + final LN (GPT-2)"},
-          ("bp", "dfa"), "perplexity",
+          ("bp", "dfa"), ("perplexity", "loss"),
           ("none and post-LN are the same network (the paper's Transformer, tasks/lm/models.py), with its two "
            "LayerNorms per block removed or kept. pre-LN is GPT-2 from transformers at the same size (2 layers, "
            "d_model 128, 4 heads, d_ff 512): it differs in more than the norm (GELU, learned positions, the "
            "error at the logits rather than at the decoder input), so that arm isolates less.",
-           "The post-LN and pre-LN records are those of results/small (the same run ids), copied here.")),
+           "The post-LN and pre-LN records are those of results/small (the same run ids), copied here.",
+           "loss: the test cross-entropy in nats (log perplexity), which stays readable where a run blows up. "
+           "stream_norm_end / shared_to_spread_end: the collapse signature at the last block's output after "
+           "training (tasks/lm/README.md): the mean norm of a token's vector, and the norm of the component "
+           "all tokens share over their spread around it."),
+          extras=("stream_norm_end", "shared_to_spread_end")),
     Probe("depth", "Depth: the survey's MLP with 2, 4, 8 and 16 hidden layers",
           "Does DFA fall further behind BP as the network deepens?",
           "hidden layers", {"mlp/fashion-mnist/mlp": "2", **{f"mlp/fashion-mnist/mlp-depth{n}": str(n)
                                                             for n in (4, 8, 16)}},
-          ("bp", "dfa", "shallow"), "accuracy",
+          ("bp", "dfa", "shallow"), ("accuracy",),
           ("Hidden layers of 256, ReLU, Adam lr 1e-3, 5 epochs at every depth (tasks/mlp/hparams.yaml).",)),
     Probe("convolution", "Convolution: a CNN trained by DFA everywhere or in its head only",
           "Is it the convolutions that DFA cannot train?",
           "cell", {"vision/fashion-mnist/lenet": "LeNet, Fashion-MNIST", "vision/digits/lenet": "LeNet, digits"},
-          ("bp", "dfa", "dfa-head", "shallow"), "accuracy",
+          ("bp", "dfa", "dfa-head", "shallow"), ("accuracy",),
           ("dfa: feedback to every point, those after the convolutional blocks included; dfa-head: feedback to "
            "the head's points only, BP inside the convolutional blocks (tasks/vision).",
            "LeNet only, to keep the probe's CPU time small; the ResNet cells of the same comparison are in "
@@ -96,28 +102,38 @@ def probe_records(probe: Probe, results: Path) -> list[dict]:
 
 
 def probe_table(probe: Probe, records: list[dict]) -> pd.DataFrame:
-    """One row per level: each method's mean ± std (n), its gap to BP paired by seed (± 95% CI), and
-    the mean end-of-training grad_cos of the methods that measure it."""
-    from .explain import end_alignment
+    """One row per level and metric: each method's mean ± std (n), its gap to BP paired by seed (± 95%
+    CI), the mean end-of-training grad_cos of the methods that measure it, and the probe's extras."""
+    from .explain import CONTROLS, end_alignment
 
-    if not records:
+    spec = specs()[probe.domain]
+    parts = [wide(frame) for metric in probe.metrics
+             if not (frame := metric_frame(records, metric, spec.metric(metric).higher_is_better)).empty]
+    if not parts:
         return pd.DataFrame()
-    higher = specs()[probe.domain].metric(probe.metric).higher_is_better
-    table = wide(metric_frame(records, probe.metric, higher))
-    if table.empty:
-        return table
-    table.insert(0, probe.factor, [probe.levels[f"{d}/{s}/{m}"] for d, s, m in zip(table.domain, table.dataset,
-                                                                                    table.model)])
-    table["_order"] = [list(probe.levels).index(f"{d}/{s}/{m}") for d, s, m in zip(table.domain, table.dataset,
-                                                                                  table.model)]
+    table = pd.concat(parts, ignore_index=True).fillna("")
+    cells = [f"{d}/{s}/{m}" for d, s, m in zip(table.domain, table.dataset, table.model)]
+    table.insert(0, probe.factor, [probe.levels[c] for c in cells])
+    table["_order"] = [(list(probe.levels).index(c), probe.metrics.index(m.split()[0]))
+                       for c, m in zip(cells, table.metric)]
     alignment = end_alignment(records)
-    for method in probe.methods:
+    for method in (m for m in probe.methods if m not in CONTROLS):  # BP's is 1, shallow's 0: no news
         values = [alignment.get((d, s, m, method), {}).get("grad_cos") for d, s, m in
                   zip(table.domain, table.dataset, table.model)]
         if any(v is not None for v in values):
             table[f"{method} grad_cos"] = ["—" if v is None else f"{v:.2f}" for v in values]
+    for name in probe.extras:
+        for method in probe.methods:
+            table[f"{method} {name}"] = [_extra_mean(records, cell, method, name) for cell in cells]
     table = table.sort_values("_order").drop(columns=["_order", "scale", "domain"])
     return table.reset_index(drop=True)
+
+
+def _extra_mean(records: list[dict], cell: str, method: str, name: str) -> str:
+    values = [float(v) for r in records if r["status"] == "ok" and r["method"] == method
+              and f"{r['domain']}/{r['dataset']}/{r['model']}" == cell
+              and isinstance(v := (r.get("extras") or {}).get(name), (int, float))]
+    return f"{sum(values) / len(values):.3g}" if values else "—"
 
 
 def render_readme(probe: Probe, table: pd.DataFrame, results: Path) -> str:
@@ -130,7 +146,7 @@ def render_readme(probe: Probe, table: pd.DataFrame, results: Path) -> str:
     lines += ["", "## Result (test metric at the best validation epoch)", ""]
     lines.append(table.to_markdown(index=False, disable_numparse=True) if not table.empty else "no ok records yet")
     lines += ["", "mean ± unbiased std over seeds (n), best in bold; gap = method − BP paired by seed, ± 95% "
-                  "t-interval half-width; grad_cos: cosine of each method's update with BP's gradient per "
+                  "t-interval half-width (the numbers of `dfabench table`); grad_cos: cosine of each method's update with BP's gradient per "
                   "feedback point at the last alignment probe, averaged over points and seeds (— where the "
                   "task does not measure it)."]
     return "\n".join(lines) + "\n"
