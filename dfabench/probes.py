@@ -72,7 +72,8 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
            "d_model 128, 4 heads, d_ff 512): it differs in more than the norm (GELU, learned positions, the "
            "error at the logits rather than at the decoder input), so that arm isolates less.",
            "The post-LN and pre-LN records are those of results/small (the same run ids), copied here.",
-           "loss: the test cross-entropy in nats (log perplexity), which stays readable where a run blows up. "
+           "loss: the test cross-entropy in nats (log perplexity), which stays readable where a run blows up: "
+           "the task caps perplexity at exp(50) = 5.18e21 (tasks/lm/task.py), so a run past 50 nats reads as that. "
            "stream_norm_end / shared_to_spread_end: the collapse signature at the last block's output after "
            "training (tasks/lm/README.md): the mean norm of a token's vector, and the norm of the component "
            "all tokens share over their spread around it."),
