@@ -70,6 +70,9 @@ class TaskSpec:
     table_metrics: tuple[str, ...] = ()
     # Official datasets that need a user's path or a download: a glob selector skips them.
     explicit_datasets: frozenset[str] = frozenset()
+    # Models that exist for one-factor probes (`dfabench probe`): likewise matched only when a selector
+    # names them, so that 'mlp/*/*' stays the survey's suite and `reproduce` the paper's tables.
+    explicit_models: frozenset[str] = frozenset()
     bp_only_models: frozenset[str] = frozenset()
     point_tags: frozenset[str] = frozenset({"default"})
     capabilities: frozenset[str] = frozenset()

@@ -139,8 +139,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             not_ready += state in (INSTALLABLE, DOWNLOADABLE)
             hint = "; ".join(commands) or f"the --set options in tasks/{domain}/README.md"
             data = state if state == READY else f"{state} ({hint})"
+            named = "  (a probe's: runs only when named)" if model in spec.explicit_models else ""
             print(f"{domain}/{dataset}/{model}  methods={','.join(methods)}  scales={','.join(SCALES)}"
-                  f"  primary={spec.primary_for(model)}  data={data}")
+                  f"  primary={spec.primary_for(model)}  data={data}{named}")
     for line in methods_outside:
         print(line)
     for domain, why in sorted(unavailable.items()):

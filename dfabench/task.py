@@ -80,6 +80,7 @@ class Task:
     primary_metric = _from_spec("primary_metric")
     table_metrics = _from_spec("table_metrics")
     explicit_datasets = _from_spec("explicit_datasets")
+    explicit_models = _from_spec("explicit_models")
     bp_only_models = _from_spec("bp_only_models")
     point_tags = _from_spec("point_tags")
     capabilities = _from_spec("capabilities")
@@ -249,7 +250,7 @@ def _spec_from_class(cls: type[Task]) -> TaskSpec:
                 return vars(klass)[name]
         return default
 
-    names = ("datasets", "models", "metrics", "primary_metric", "table_metrics", "explicit_datasets",
+    names = ("datasets", "models", "metrics", "primary_metric", "table_metrics", "explicit_datasets", "explicit_models",
              "bp_only_models", "point_tags", "capabilities")
     given = {name: declared(name, None) for name in names}
     return TaskSpec(domain=cls.domain, entry_point=f"{cls.__module__}:{cls.__qualname__}",

