@@ -82,6 +82,9 @@ def test_dfa_takes_the_error_at_the_decoder_input_and_the_decoder_learns_its_tru
         _step(bp_model, "bp", {}, x, y)
         # the decoder sits above the last point: DFA gives it exactly BP's gradient
         assert torch.allclose(decoder_dfa, bp_model.decoder.weight.grad, atol=1e-6)
+        method.keep_signals = True  # a training step keeps no signals unless asked (alignment asks)
+        model.zero_grad(set_to_none=True)
+        method.backward(model(x), lambda o: torch.nn.functional.cross_entropy(o.flatten(0, 1), y.flatten()))
         assert method.last_signals and all(s.shape[-1] == 16 for _, s in method.last_signals)
     micro = _model()
     _step(micro, "dfa", {"tags": ["default", "micro"]}, x, y)

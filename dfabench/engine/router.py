@@ -62,6 +62,12 @@ class Router:
         self.recorded_points.clear()
         self.recorded_outputs.clear()
 
+    def take(self) -> tuple[list[OutputRecord], list[tuple[FeedbackPoint, torch.Tensor]]]:
+        """Hand over what the forward pass recorded and start empty (no copy, unlike list(...) + clear)."""
+        outputs, points = self.recorded_outputs, self.recorded_points
+        self.recorded_outputs, self.recorded_points = [], []
+        return outputs, points
+
     # -- called by the markers -------------------------------------------------------------
     def at_point(self, point: FeedbackPoint, x: torch.Tensor) -> torch.Tensor:
         if self.tags is not None and point.tag not in self.tags:

@@ -5,8 +5,9 @@ One step:
    graph-carrying input ``h_i``; the output marker hands the loss a leaf;
 2. ``loss.backward()`` stops at that leaf: ``e = dL/d(output)``; it also applies any gradient the loss
    gives parameters directly (L1/L2 terms, parameters above the output marker);
-3. the projection ``e B`` is computed once for all points of a group, sliced per point;
-4. one ``torch.autograd.backward`` call over the output and every ``h_i``: the output layer gets
+3. the projection ``e B`` is computed once for all points of a group, sliced per point, following a
+   plan made once per set of shapes (``engine/projection.py``: sizes, slices, scales, checks);
+4. one direct autograd engine call over the output and every ``h_i``: the output layer gets
    its true gradient, every block below a point gets ``dW = ((B_i e) * f'(a_i)) h_{i-1}^T`` (autograd
    applies f' locally since points sit after the non-linearity). Block inputs do not require grad,
    so no dX is computed across cuts.
@@ -15,15 +16,12 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.feedback import FeedbackMatrices, FeedbackOptions, point_scale
+from ..engine.feedback import FeedbackMatrices, FeedbackOptions
+from ..engine.projection import FeedbackShapeError, ProjectionPlans, inject  # noqa: F401  (re-exported)
 from ..engine.points import DEFAULT_GROUP
 from ..engine.router import OutputRecord, feature_size
 from .base import Method
 from .registry import register, register_variant
-
-
-class FeedbackShapeError(RuntimeError):
-    pass
 
 
 @register
@@ -62,13 +60,14 @@ class DFA(Method):
         point_sizes = {group: [feature_size(s, shapes_k[group]) for s in point_shapes]
                        for group, point_shapes in found.point_shapes.items()} if self.options.per_point else None
         self.matrices = FeedbackMatrices(model, shapes, self.options, _feedback_seed(seed), device, point_sizes)
+        self.plans = ProjectionPlans(self.matrices, self.options)
+        # The injected signals of the last step, kept only when asked (gradients(), which the
+        # alignment probe calls, or keep_signals): otherwise they would live through the optimiser step.
+        self.keep_signals = False
         self.last_signals: list[tuple[object, torch.Tensor]] = []
 
     def _backward(self, output, loss_fn, params):
-        router = self.router
-        outputs = list(router.recorded_outputs)
-        points = list(router.recorded_points)
-        router.clear()
+        outputs, points = self.router.take()
         if outputs:
             loss = loss_fn(output)
         else:  # no FeedbackOutput: what the model returned is the output
@@ -85,26 +84,27 @@ class DFA(Method):
             grads = torch.autograd.grad(loss, leaves + params, allow_unused=True)
             errors, local = list(grads[: len(leaves)]), list(grads[len(leaves):])
 
+        plans = self.plans.lookup(outputs, points)
+        keep = params is not None or self.keep_signals  # only the alignment probe reads the signals
+        kept: list[tuple[object, torch.Tensor]] = []
         roots, signals = [], []
-        self.last_signals = []
-        for record, error in zip(outputs, errors):
+        for record, error, plan in zip(outputs, errors, plans):
             if error is None:
                 error = torch.zeros_like(record.leaf)
             if record.value.requires_grad:
                 roots.append(record.value)
                 signals.append(error)
-            group = record.marker.group if record.marker is not None else DEFAULT_GROUP
-            group_points = [(p, h) for p, h in points if p.group == group]
-            if group_points:
-                feedback = self._feedback_error(record, error)
-                for point, h, signal in self._project(group, feedback, record.batch_dims, group_points):
-                    roots.append(h)
+            if plan is not None:
+                for index, signal in plan.signals(self._feedback_error(record, error)):
+                    roots.append(points[index][1])
                     signals.append(signal)
-                    self.last_signals.append((point, signal))
+                    if keep:
+                        kept.append((points[index][0], signal))
+        self.last_signals = kept
 
         if params is None:
             if roots:
-                torch.autograd.backward(roots, signals)
+                inject(roots, signals)
             return loss, None
         injected = torch.autograd.grad(roots, params, signals, allow_unused=True) if roots else [None] * len(params)
         return loss, [_add(a, b) for a, b in zip(local, injected)]
@@ -112,51 +112,6 @@ class DFA(Method):
     def _feedback_error(self, record: OutputRecord, error: torch.Tensor) -> torch.Tensor:
         """What is projected to the points: the output error e (DRTP projects the target instead)."""
         return error
-
-    def _project(self, group, error, k, group_points):
-        """Yield (point, h, signal) with signal = scale_i * (e B)[:, :l_i] shaped like h."""
-        if self.options.per_point:
-            yield from self._project_per_point(group, error, k, group_points)
-            return
-        B = self.matrices.matrix(group)
-        out_features, max_point = B.shape
-        if feature_size(tuple(error.shape), k) != out_features:
-            raise FeedbackShapeError(
-                f"output of group {group!r} has {feature_size(tuple(error.shape), k)} features per example, "
-                f"the feedback matrix expects {out_features}"
-            )
-        sizes = [feature_size(tuple(h.shape), k) for _, h in group_points]
-        need = max(sizes)
-        if need > max_point:
-            raise FeedbackShapeError(f"a feedback point of group {group!r} grew to {need} > {max_point} features")
-        batch_shape = tuple(error.shape[:k])
-        projected = error.reshape(-1, out_features).to(B.dtype) @ B[:, :need]  # once for all points
-        projected = projected * self.options.scale if self.options.scaling == "global" else projected
-        for (point, h), size in zip(group_points, sizes):
-            if tuple(h.shape[:k]) != batch_shape:
-                raise FeedbackShapeError(
-                    f"feedback point shape {tuple(h.shape)} does not share the output's batch dims {batch_shape}"
-                )
-            signal = projected[:, :size]
-            if self.options.scaling == "per_layer":
-                signal = signal * point_scale(size, max_point, self.options)
-            yield point, h, signal.reshape(h.shape).to(h.dtype)
-
-
-    def _project_per_point(self, group, error, k, group_points):
-        """Independent matrices: signal_i = scale * e B_i, one product per point."""
-        batch_shape = tuple(error.shape[:k])
-        flat = error.reshape(-1, feature_size(tuple(error.shape), k))
-        flat = flat.to(self.matrices.point_matrix(group, 0).dtype) if group_points else flat
-        for index, (point, h) in enumerate(group_points):
-            B = self.matrices.point_matrix(group, index)
-            if tuple(h.shape[:k]) != batch_shape or feature_size(tuple(h.shape), k) != B.shape[1] \
-                    or flat.shape[1] != B.shape[0]:
-                raise FeedbackShapeError(
-                    f"point {index} of group {group!r} has shape {tuple(h.shape)} (output error "
-                    f"{tuple(error.shape)}); its per-point feedback matrix is {tuple(B.shape)}")
-            # each B_i was drawn for its own width, so per_layer needs no further sqrt(l_max/l_i)
-            yield point, h, (self.options.scale * (flat @ B)).reshape(h.shape).to(h.dtype)
 
 
 def _feedback_seed(run_seed: int) -> int:
