@@ -90,6 +90,8 @@ def _run_config(args: argparse.Namespace):
         given["selectors"] = args.selectors
     if args.set:
         given["set"] = {**given.get("set", {}), **_parse_set(args.set)}
+    if getattr(args, "compile", False):
+        given["set"] = {**given.get("set", {}), "capture": True}
     try:
         config = _run_config_model()(**given)
     except ValidationError as err:
@@ -206,6 +208,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"nothing to run: {', '.join(methods)} applies to none of the selected cells"
                           + (f" ({notes[0].split(': ', 1)[1]})" if notes else ""))
     _check_device(config.device, will_run=True)
+    if any(run.hparams.capture for run in runs):
+        from .harness.capture import preflight
+
+        preflight(config.device)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     todo = pending(runs, results)
@@ -424,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a hyper-parameter for every run, e.g. --set epochs=3 --set method_options.scale=0")
     p.add_argument("--config", help="YAML file with any of: selectors, method, scale, seeds, results, device, set")
+    p.add_argument("--compile", action="store_true",
+                   help="capture each training step (a CUDA graph on cuda, torch.compile on a CPU); same as "
+                        "--set capture=true, so these runs get their own ids")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local (default): one run after another in this process; ray: Ray tasks")
     p.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001); default: a local Ray")

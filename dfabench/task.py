@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import nn
 
 from .catalog import SCALES, Metric, TaskSpec, load_class, register_spec, specs, unavailable_reason  # noqa: F401
@@ -52,6 +52,16 @@ class TrainHParams(BaseModel):
     alignment_every: int = Field(1, ge=0, description="epochs between alignment probes; 0 disables")
     time_limit_s: float | None = Field(None, gt=0)
     method_options: dict[str, Any] = Field(default_factory=dict)
+    capture: bool = Field(False, description="capture the training step (CUDA graph; torch.compile on a CPU); "
+                          "dfabench run --compile")
+
+    @model_serializer(mode="wrap")
+    def _without_default_capture(self, handler):
+        # capture is left out of the dump (so of run ids) unless set: ids recorded before it existed stay valid
+        data = handler(self)
+        if isinstance(data, dict) and not self.capture:
+            data.pop("capture", None)
+        return data
 
 
 def _from_spec(name: str) -> property:

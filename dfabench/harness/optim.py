@@ -6,13 +6,18 @@ import torch
 from ..task import TrainHParams
 
 
-def build_optimizer(params, hp: TrainHParams) -> torch.optim.Optimizer:
+def build_optimizer(params, hp: TrainHParams, capturable: bool = False) -> torch.optim.Optimizer:
+    """``capturable``: an optimiser whose step can be recorded in a CUDA graph (harness/capture.py): its
+    state and learning rate live on the device (lr a tensor, so schedules still change it between replays)."""
     params = [p for p in params if p.requires_grad]
+    lr = torch.tensor(hp.lr, device=params[0].device) if capturable and params else hp.lr
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        # SGD keeps no step count on the host; its momentum buffers exist after the warm-up steps
+        return torch.optim.SGD(params, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
     cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
     # A task may declare Adam's epsilon (the LM's 1e-9, as in the paper); torch's 1e-8 otherwise.
-    return cls(params, lr=hp.lr, betas=hp.betas, eps=getattr(hp, "adam_eps", 1e-8), weight_decay=hp.weight_decay)
+    extra = {"capturable": True} if capturable else {}
+    return cls(params, lr=lr, betas=hp.betas, eps=getattr(hp, "adam_eps", 1e-8), weight_decay=hp.weight_decay, **extra)
 
 
 class Schedule:

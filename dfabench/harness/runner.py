@@ -25,6 +25,7 @@ from .. import alignment
 from ..methods import create
 from ..task import Task, get_task
 from . import identity
+from .capture import training_step
 from .optim import Schedule, build_optimizer
 from .plan import PlannedRun
 from .provenance import peak_memory_mb, provenance
@@ -32,6 +33,40 @@ from .provenance import peak_memory_mb, provenance
 
 class Diverged(Exception):
     pass
+
+
+# Steps between looks at the loss on the host: reading it is a device sync, which would stop the
+# host from queueing the next step while the device works. A NaN is still dated to its own step.
+LOSS_CHECK_EVERY = 25
+
+
+class LossWindow:
+    """The last steps' losses, left on the device until ``check`` reads them all in one transfer."""
+
+    def __init__(self, epoch: int):
+        self.epoch, self.total, self.count = epoch, 0.0, 0
+        self.steps: list[int] = []
+        self.values: list[torch.Tensor] = []
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        self.steps.append(step)
+        self.values.append(loss.detach())
+
+    def full(self) -> bool:
+        return len(self.values) >= LOSS_CHECK_EVERY
+
+    def check(self, state: dict[str, Any]) -> None:
+        """Add the window to the epoch's total; raise Diverged at the first non-finite loss, dated to its
+        step, with the step count rolled back to the steps before it (as if checked at every step)."""
+        if not self.values:
+            return
+        values = torch.stack(self.values).reshape(-1).tolist()
+        for index, (step, value) in enumerate(zip(self.steps, values)):
+            if not math.isfinite(value):
+                state["steps"] -= len(values) - index
+                raise Diverged(f"loss became {value} at epoch {self.epoch}, step {step}")
+            self.total, self.count = self.total + value, self.count + 1
+        self.steps, self.values = [], []
 
 
 def _is_better(value: float, best: float | None, higher_is_better: bool) -> bool:
@@ -115,8 +150,10 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
     method = create(run.method, hp.method_options, spec=run.method_spec)
     probe = next(iter(task.train_batches(data, hp, torch.Generator().manual_seed(run.seed))))
     method.prepare(model, lambda: task.forward(model, probe), run.seed)
-    optimizer = build_optimizer(model.parameters(), hp)
+    optimizer = build_optimizer(model.parameters(), hp, capturable=hp.capture and device.type == "cuda")
     schedule = Schedule(optimizer, hp)
+    train_step = training_step(model, method, optimizer, task.forward,
+                               lambda out, batch: task.loss(out, batch, model, hp), hp.grad_clip, device, hp.capture)
     higher = task.higher_is_better_for(run.model)
     primary = task.primary_for(run.model)
     best_value, best_weights, evals_since_best = None, None, 0
@@ -127,27 +164,22 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
         for epoch in range(1, hp.epochs + 1):
             model.train()
             t0 = time.perf_counter()
-            total, count = 0.0, 0
+            losses = LossWindow(epoch)
             for step, batch in enumerate(task.train_batches(data, hp, generator)):
                 if hp.steps_per_epoch is not None and step >= hp.steps_per_epoch:
                     break
-                optimizer.zero_grad(set_to_none=True)
-                output = task.forward(model, batch)
-                loss = method.backward(output, lambda out: task.loss(out, batch, model, hp))
-                value = float(loss)
-                if not math.isfinite(value):
-                    raise Diverged(f"loss became {value} at epoch {epoch}, step {step}")
-                if hp.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip)
-                optimizer.step()
+                losses.add(step, train_step(batch))
                 schedule.after_step()
-                total, count = total + value, count + 1
                 state["steps"] += 1
                 state["items"] += task.batch_items(batch) or 0
+                if losses.full():
+                    losses.check(state)
+            losses.check(state)
+            total, count = losses.total, losses.count
             state["train_s"] += time.perf_counter() - t0
             schedule.after_epoch()
             entry: dict[str, Any] = {"epoch": epoch, "step": state["steps"], "train_loss": total / max(count, 1),
-                                     "lr": optimizer.param_groups[0]["lr"]}
+                                     "lr": float(optimizer.param_groups[0]["lr"])}
             if hp.alignment_every and epoch % hp.alignment_every == 0:
                 report = alignment.measure(model, method, lambda: task.forward(model, probe),
                                            lambda out: task.loss(out, probe, model, hp))

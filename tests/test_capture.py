@@ -1,0 +1,111 @@
+"""The captured training step (harness/capture.py) and the runner's deferred loss check.
+
+Captured on a CPU means the forward compiled by torch.compile (inductor); it must train exactly as the
+eager step does, to float32 rounding (inductor fuses the tanh and the bias adds): after 3 SGD steps
+every parameter agrees within atol 1e-6, rtol 1e-5 (seen: 1.5e-8).
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dfabench.cli import main
+from dfabench.engine import FeedbackPoint
+from dfabench.harness import capture
+from dfabench.harness.plan import plan
+from dfabench.harness.runner import LOSS_CHECK_EVERY, run_one
+from dfabench.methods import create
+from dfabench.task import register_task
+
+from test_harness import ToyHParams, ToyTask
+
+
+def tiny_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), FeedbackPoint(), nn.Linear(16, 16), nn.Tanh(), FeedbackPoint(),
+                         nn.Linear(16, 3))
+
+
+def trained(method_name, captured, steps=3):
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(steps)]
+    model = tiny_mlp()
+    method = create(method_name)
+    method.prepare(model, lambda: model(batches[0][0]), seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    step = capture.training_step(model, method, optimizer, lambda m, b: m(b[0]), lambda out, b: F.cross_entropy(out, b[1]),
+                                 None, torch.device("cpu"), captured)
+    losses = [step(batch) for batch in batches]
+    return [p.detach().clone() for p in model.parameters()], losses, step
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None, reason="no C++ compiler")
+@pytest.mark.parametrize("method_name", ["bp", "dfa"])
+def test_captured_and_eager_steps_train_alike(method_name):
+    from torch._dynamo.utils import counters
+
+    before = counters["stats"]["unique_graphs"]
+    eager, eager_losses, _ = trained(method_name, captured=False)
+    compiled, compiled_losses, step = trained(method_name, captured=True)
+    assert isinstance(step, capture.CompiledStep)
+    assert counters["stats"]["unique_graphs"] > before  # something was really compiled
+    for a, b in zip(eager, compiled):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+    assert any(not torch.equal(a, p) for a, p in zip(eager, tiny_mlp().parameters()))  # and it trained
+    torch.testing.assert_close(torch.stack(compiled_losses), torch.stack(eager_losses), atol=1e-6, rtol=1e-5)
+
+
+def test_compile_without_a_compiler_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    code = main(["run", "toycapture/steps/net", "--method", "dfa", "--scale", "smoke", "--compile",
+                 "--results", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("dfabench: error: capture on a CPU compiles the model with torch.compile")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.json"))
+
+
+class StepsHParams(ToyHParams):
+    nan_at_step: int | None = None  # the global step (0-based) whose loss is NaN
+
+
+@register_task
+class StepsTask(ToyTask):
+    """test_harness's toy regression, with a loss that turns NaN at a chosen step, counted across epochs."""
+
+    domain = "toycapture"
+    HParams = StepsHParams
+    datasets = {"steps": "y = 2x"}
+
+    def loss(self, output, batch, model, hp):
+        loss = ((output - batch[1]) ** 2).mean()
+        step = getattr(model, "_calls", 0)
+        model._calls = step + 1
+        return loss * float("nan") if hp.nan_at_step is not None and step >= hp.nan_at_step else loss
+
+
+def steps_run(**hp):
+    runs, _ = plan(["toycapture/steps/net"], ["dfa"], "smoke", [0],
+                   overrides={"epochs": 3, "batch_size": 2, "alignment_every": 0, **hp})
+    return runs[0]
+
+
+def test_a_nan_loss_is_dated_to_its_step_though_checked_in_windows(tmp_path):
+    # 32 steps an epoch; the NaN comes at global step 45, epoch 2 step 13, inside a check window
+    assert LOSS_CHECK_EVERY > 1 and 45 % LOSS_CHECK_EVERY != 0
+    record = run_one(steps_run(nan_at_step=45), tmp_path)
+    assert record["status"] == "diverged"
+    assert record["error"] == "loss became nan at epoch 2, step 13"
+    assert record["timings"]["steps"] == 45  # the steps before the NaN one, as a check at every step counts
+    assert [h["epoch"] for h in record["history"]] == [1]
+
+
+def test_capture_is_a_recorded_hyper_parameter_with_its_own_id():
+    eager, captured = steps_run(), steps_run(capture=True)
+    assert eager.id != captured.id
+    assert "capture" not in eager.recorded_hparams()  # ids made before capture existed are unchanged
+    assert captured.recorded_hparams()["capture"] is True and captured.overrides["capture"] is True
