@@ -1,0 +1,1 @@
+from .dfa import DFA, DFALayer, FeedbackPointsHandling
