@@ -1,7 +1,7 @@
 """Time BP, DFA and the paper's TinyDFA training steps on the same models, in one process, and print the ratios.
 
     python benchmarks/engine.py [--device cpu|cuda] [--steps 50] [--threads 2] [--phases] [--no-sweep]
-        [--no-capture] [--out results/bench/engine-cpu-2core.txt]
+        [--no-capture] [--streams] [--out results/bench/engine-cpu-2core.txt]
 
 For each model (a 4x1024 tanh MLP, the NeRF MLP, a 4-block Transformer) and a width/batch sweep of
 the MLP (its compute-bound end shows what the arithmetic allows), one line per variant:
@@ -10,13 +10,18 @@ the MLP (its compute-bound end shows what the arithmetic allows), one line per v
 * ``tinydfa``: the authors' library (vendored in ``benchmarks/tinydfa``, unmodified), eager: its cut
   hands on a leaf that requires grad, so autograd computes every block's input gradient and drops it;
 * ``bp+cap``, ``dfa+cap``: the captured step (``capture: true``): a CUDA graph on CUDA,
-  ``torch.compile`` on a CPU (the compile time is left out: warm-up steps compile);
+  ``torch.compile`` on a CPU (the compile time is left out: warm-up steps compile); not in the sweep;
+
+* ``dfa+str`` (``--streams``, CUDA only): DFA with every block on its own CUDA stream;
 
 with the median step time over ``--steps`` steps (all variants of a model alternate step by step, so
 drift in machine load hits them alike), the ratios DFA/BP and DFA/TinyDFA, and memory: on CUDA the
 peak allocated bytes of one step; on a CPU (no allocator statistics) the bytes of the activations
 autograd saves for backward during one eager step (parameters excluded), the part a method can change
 ("-" for compiled steps, whose saved tensors live inside the compiled graph).
+
+A last line times the per_point projection as four products against one product of the side-by-side
+matrices (the batched GEMM for equal-shaped points).
 
 Targets (issue 23), CPU with 2 threads: DFA/BP <= 0.75 on the MLP and the NeRF MLP, <= 0.92 on the
 Transformer, DFA/TinyDFA <= 0.8 on the MLP. ``--out FILE`` also writes everything printed to FILE.
@@ -144,7 +149,7 @@ def cases(device, sweep: bool):
 
 
 # MLP width x batch: from launch-bound (small) to compute-bound (large)
-SWEEP = [(256, 64), (1024, 64), (1024, 1024), (2048, 512)]
+SWEEP = [(256, 64), (1024, 64), (1024, 1024), (2048, 256)]
 
 
 class TinyDFAModel(nn.Module):
@@ -162,9 +167,10 @@ class TinyDFAModel(nn.Module):
                     setattr(parent, name, layer)
                     layers.append(layer)
         self.dfa = TinyDFA(layers, batch_dims=batch_dims)
-        outputs = [m for m in model.modules() if isinstance(m, FeedbackOutput)]
-        if outputs:
-            outputs[0].forward = self.dfa  # the error is taken where our engine takes it
+        outputs = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
+                   if isinstance(child, FeedbackOutput)]
+        for parent, name in outputs:  # the error is taken where our engine takes it
+            setattr(parent, name, self.dfa)
         self.at_output = bool(outputs)
 
     def forward(self, x):
@@ -173,9 +179,53 @@ class TinyDFAModel(nn.Module):
             return out if self.at_output else self.dfa(out)
 
 
-def variants(build, x, loss_fn, batch_dims, device, capture: bool):
+def streamed_dfa_step(model, method, opt, x, loss_fn, device, streams=4):
+    """DFA with each block on its own CUDA stream (CUDA only; not in the engine until it measurably helps).
+
+    Autograd runs each backward op on the stream its forward op ran on, so switching to a new stream at
+    every cut during the forward puts each block's backward on its own stream as well: the one
+    injection call then queues the blocks' independent backward passes where the GPU can overlap
+    them, while BP's chain cannot."""
+    pool = [torch.cuda.Stream(device) for _ in range(streams)]
+    router, plain = method.router, method.router.at_point
+    turn = [0]
+
+    def at_point(point, h):
+        out = plain(point, h)
+        if out is not h:  # a cut: the block above runs on the next stream
+            stream = pool[turn[0] % len(pool)]
+            turn[0] += 1
+            stream.wait_stream(torch.cuda.current_stream(device))
+            out.record_stream(stream)  # allocated on the previous stream, used on this one
+            torch.cuda.set_stream(stream)
+        return out
+
+    router.at_point = at_point
+
+    def step():
+        default = torch.cuda.current_stream(device)
+        opt.zero_grad(set_to_none=True)
+        output = model(x)
+        default.wait_stream(torch.cuda.current_stream(device))
+        torch.cuda.set_stream(default)
+        method.backward(output, loss_fn)
+        for stream in pool:  # the optimiser reads gradients the block streams wrote
+            default.wait_stream(stream)
+        opt.step()
+        turn[0] = 0
+    return step
+
+
+def variants(build, x, loss_fn, batch_dims, device, capture: bool, streams: bool = False):
     """name -> (model, step(), model for memory or None)."""
     out = {}
+    if streams and device.type == "cuda":
+        torch.manual_seed(0)
+        model = build().to(device)
+        method = create("dfa")
+        method.prepare(model, lambda m=model: m(x), seed=0)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+        out["dfa+str"] = (model, streamed_dfa_step(model, method, opt, x, loss_fn, device), model)
     names = ["bp", "dfa"] + (["bp+cap", "dfa+cap"] if capture else [])
     for name in names:
         torch.manual_seed(0)
@@ -201,15 +251,16 @@ def variants(build, x, loss_fn, batch_dims, device, capture: bool):
     return out
 
 
-def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, say):
+def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, say, streams=False):
     x = x.to(device)
+    capture = capture and not name.startswith("sweep")  # the sweep is about arithmetic: eager only
 
     def now():
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    runners = variants(build, x, loss_fn, batch_dims, device, capture)
+    runners = variants(build, x, loss_fn, batch_dims, device, capture, streams)
     for _, step, _ in runners.values():  # warm-up (and compile)
         for _ in range(3):
             step()
@@ -235,9 +286,11 @@ def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, s
         mem = f"{memory[m]:8.1f}" if m in memory else f"{'-':>8s}"
         say(f"    {m:8s} {median[m]:9.2f} ms   {kind} {mem}")
     ratios = [f"dfa/bp {median['dfa'] / median['bp']:.3f}", f"dfa/tinydfa {median['dfa'] / median['tinydfa']:.3f}"]
-    if capture:
+    if "dfa+cap" in median:
         ratios += [f"captured dfa/bp {median['dfa+cap'] / median['bp+cap']:.3f}",
                    f"dfa captured/eager {median['dfa+cap'] / median['dfa']:.3f}"]
+    if "dfa+str" in median:
+        ratios.append(f"streams dfa/bp {median['dfa+str'] / median['bp']:.3f}")
     ratios.append(f"memory dfa/bp {memory['dfa'] / memory['bp']:.2f}")
     say("    " + "   ".join(ratios))
     if phases:
@@ -268,6 +321,39 @@ def phase_line(runners, loss_fn, x, now, steps) -> str:
             "  ".join(f"{m} {' / '.join(f'{v:.2f}' for v in parts[m])}" for m in parts))
 
 
+def projection_line(device, steps, say) -> None:
+    """per_point feedback on the 4x1024 MLP: four products e B_i against one product with the B_i side by
+    side (one GEMM for equal-shaped points), then sliced; and whether the slices are bit-equal."""
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(256, 10, generator=g).to(device)
+    mats = [torch.randn(10, 1024, generator=g).to(device) for _ in range(4)]
+    wide = torch.cat(mats, 1)
+
+    def apart():
+        return [e @ B for B in mats]
+
+    def together():
+        out = e @ wide
+        return [out[:, i * 1024:(i + 1) * 1024] for i in range(4)]
+
+    times = {}
+    for name, fn in (("apart", apart), ("together", together)):
+        for _ in range(5):
+            fn()
+        t = []
+        for _ in range(steps * 10):
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t.append((time.perf_counter() - t0) * 1e6)
+        times[name] = statistics.median(t)
+    equal = all(torch.equal(a, b) for a, b in zip(apart(), together()))
+    say(f"per_point projection, 4 points x 1024, batch 256, 10 outputs: 4 products {times['apart']:.1f} us, "
+        f"one stacked product {times['together']:.1f} us ({times['together'] / times['apart']:.2f}); "
+        f"bit-equal: {equal}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -276,27 +362,35 @@ def main():
     parser.add_argument("--phases", action="store_true", help="also time forward, backward and optimiser step apart")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the MLP width/batch sweep")
     parser.add_argument("--no-capture", dest="capture", action="store_false", help="skip the captured steps")
-    parser.add_argument("--out", help="also write the output to this file")
+    parser.add_argument("--streams", action="store_true", help="CUDA: also DFA with every block on its own stream")
+    parser.add_argument("--only", help="comma-separated parts of model names to run (e.g. mlp-4x1024,nerf)")
+    parser.add_argument("--out", help="also write the output to this file (line by line, so a cut run keeps its part)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    lines = []
+    out = open(args.out, "w") if args.out else None
 
     def say(text=""):
         print(text, flush=True)
-        lines.append(text)
+        if out is not None:
+            out.write(text + "\n")
+            out.flush()
 
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     say(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}), load average {load} at start; median of {args.steps} "
         "steps per variant, alternating step by step")
     started = time.perf_counter()
+    only = [part.strip() for part in args.only.split(",")] if args.only else None
     for name, build, x, loss_fn, batch_dims in cases(device, args.sweep):
-        bench(name, build, x, loss_fn, batch_dims, device, args.steps, args.capture, args.phases, say)
+        if only and not any(part in name for part in only):
+            continue
+        bench(name, build, x, loss_fn, batch_dims, device, args.steps, args.capture, args.phases, say, args.streams)
+    projection_line(device, args.steps, say)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     say(f"total {time.perf_counter() - started:.0f} s, load average {load} at the end")
-    if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+    if out is not None:
+        out.close()
 
 
 if __name__ == "__main__":
