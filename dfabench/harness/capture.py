@@ -105,7 +105,7 @@ class CudaGraphStep:
             raise CaptureError(f"capture: method {method.name!r} changes its step from one step to the next "
                                "(its own backward), so it cannot be replayed as one CUDA graph")
         self.eager = _step_fn(model, method, optimizer, forward, loss, grad_clip)
-        self.device = device
+        self.model, self.optimizer, self.device = model, optimizer, device
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_batch = None
         self.static_loss: torch.Tensor | None = None
@@ -123,6 +123,8 @@ class CudaGraphStep:
 
     def _capture(self, batch, signature) -> None:
         self.static_batch, self.signature = _static_copy(batch), signature
+        # the warm-up steps train; undo them after capture so the run follows the eager trajectory
+        saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # warm-up: optimiser state and autograd's caches exist before capture
@@ -132,6 +134,13 @@ class CudaGraphStep:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.static_loss = self.eager(self.static_batch)
+        with torch.no_grad():  # in place: the graph keeps these addresses
+            for k, v in self.model.state_dict().items():
+                v.copy_(saved[k])
+            for state in self.optimizer.state.values():  # zeroed moments and steps act as fresh state
+                for v in state.values():
+                    if isinstance(v, torch.Tensor):
+                        v.zero_()
 
 
 def _base_backward():
