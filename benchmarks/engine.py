@@ -25,7 +25,8 @@ matrices (the batched GEMM for equal-shaped points).
 
 Targets (issue 23), CPU with 2 threads: DFA/BP <= 0.75 on the MLP and the NeRF MLP, <= 0.92 on the
 Transformer, DFA/TinyDFA <= 0.8 on the MLP. ``--out FILE`` also writes everything printed to FILE.
-The default run takes under 5 minutes on a quiet 2-core machine.
+The default run is sized to finish in under 5 minutes on a quiet 2-core machine (estimated from the
+quiet step times of the run before; not yet timed there).
 """
 from __future__ import annotations
 
