@@ -151,8 +151,8 @@ def test_synthetic_logs_are_deterministic_with_the_base_rate():
 
 
 def test_synthetic_knobs_move_the_signal_between_first_order_and_interactions():
-    default = logs.synthetic(20_000, seed=4)
-    assert default.planted["interaction_share"] > 0.8  # the default logs: mostly interactions
+    default = logs.synthetic(20_000, seed=4, **logs.SYNTHETIC_LOGS["synthetic-interactions"])
+    assert default.planted["interaction_share"] > 0.8  # the stress logs: mostly interactions
     assert default.planted["oracle_auc"] > default.planted["first_order_auc"] + 0.2
     milder = logs.synthetic(20_000, seed=4, first_order_std=0.5, first_order_every=1, interaction_scale=0.6)
     assert np.array_equal(milder.x, default.x)  # same rows, other clicks
@@ -161,6 +161,20 @@ def test_synthetic_knobs_move_the_signal_between_first_order_and_interactions():
     first_only = logs.synthetic(20_000, seed=4, interaction_scale=0.0)
     assert first_only.planted["interaction_share"] == 0.0
     assert first_only.planted["oracle_auc"] == first_only.planted["first_order_auc"]
+
+
+def test_the_named_synthetic_logs_share_rows_and_differ_in_where_the_signal_lies():
+    """`synthetic` (calibrated on BP's margins) and the stress logs `synthetic-interactions` (the
+    earlier default) are the same rows with other clicks; both run in the offline suite."""
+    default = logs.synthetic(20_000, seed=4, **logs.SYNTHETIC_LOGS["synthetic"])
+    stress = logs.synthetic(20_000, seed=4, **logs.SYNTHETIC_LOGS["synthetic-interactions"])
+    assert np.array_equal(default.x, stress.x) and not np.array_equal(default.y, stress.y)
+    assert logs.SYNTHETIC_LOGS["synthetic-interactions"] == {"first_order_std": 0.3, "first_order_every": 3,
+                                                              "interaction_scale": 1.0}
+    assert default.planted["first_order_auc"] > stress.planted["first_order_auc"] + 0.1
+    assert default.planted["interaction_share"] < stress.planted["interaction_share"] - 0.2
+    cells = match_cells(["ctr/*/*"])
+    assert "ctr/synthetic/dcn" in cells and "ctr/synthetic-interactions/dcn" in cells
 
 
 def test_fm_interaction_is_the_sum_over_pairs():

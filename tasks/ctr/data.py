@@ -175,14 +175,32 @@ def movielens(directory: Path | None = None) -> Encoded:
     return Encoded(x, y, [len(vocab[f]) + 1 for f in fields], fields)
 
 
+# The generator's knobs per named synthetic dataset (the same rows; other clicks). ``synthetic`` is
+# calibrated by BP's margins to resemble Criteo's (tasks/ctr/README.md, "The default logs");
+# ``synthetic-interactions`` is the earlier default, the stress test for DFA's one-scalar error;
+# ``synthetic-rank1`` is that with one-dimensional hidden vectors (a diagnostic).
+INTERACTION_HEAVY = {"first_order_std": 0.3, "first_order_every": 3, "interaction_scale": 1.0}
+SYNTHETIC_LOGS: dict[str, dict[str, float]] = {
+    "synthetic": {"first_order_std": 0.5, "first_order_every": 1, "interaction_scale": 0.7, "interaction_rank": 1,
+                  "third_order_scale": 0.0},
+    "synthetic-interactions": INTERACTION_HEAVY,
+    "synthetic-rank1": {**INTERACTION_HEAVY, "interaction_rank": 1},
+}
+
+
 def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int = 2,
               interaction_rank: int = 4, first_order_std: float = 0.3, first_order_every: int = 3,
-              interaction_scale: float = 1.0) -> Encoded:
+              interaction_scale: float = 1.0, third_order_scale: float = 0.4,
+              interaction_pairs: int = 6) -> Encoded:
     """``interaction_rank``: length of the hidden value vectors whose dot products make the planted
     interactions (4 by default); the interaction terms are scaled so their variance does not depend
     on it. Rank 1 makes every interaction a product of per-value scalars. Every
     ``first_order_every``-th field has first-order weights of std ``first_order_std``;
-    ``interaction_scale`` multiplies the interaction terms."""
+    ``interaction_scale`` multiplies the interaction terms; ``third_order_scale`` is the weight of the
+    third-order term beside the pairwise ones' 0.6 (what no factorization machine can fit).
+    ``interaction_pairs``: how many field pairs interact; 6 is a fixed list, any other number draws
+    that many pairs (their total variance kept that of 6), so a large one spreads the pairwise signal
+    over many weak pairs, as a factorization machine models it."""
     rng = np.random.default_rng(seed)
     data = {"label": np.zeros(rows)}
     for f in INT_FIELDS:
@@ -207,9 +225,14 @@ def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int 
     first_order = sum(first[j][x[:, j]] for j in range(0, len(fields), first_order_every))
     interactions = np.zeros(rows)
     pairs = [(13, 14), (15, 20), (0, 16), (3, 25), (17, 30), (5, 21)]
+    if interaction_pairs != len(pairs):  # drawn apart, so that the rows and other weights stay the same
+        every_pair = [(a, b) for a in range(len(fields)) for b in range(a + 1, len(fields))]
+        chosen = np.random.default_rng(seed + 1).choice(len(every_pair), interaction_pairs, replace=False)
+        pairs = [every_pair[i] for i in sorted(chosen)]
+    pair_weight = 0.6 * math.sqrt(6 / len(pairs))
     for a, b in pairs:
-        interactions = interactions + 0.6 * strength * (vectors[a][x[:, a]] * vectors[b][x[:, b]]).sum(1)
-    interactions = interactions + 0.4 * strength * (vectors[18][x[:, 18]] * vectors[22][x[:, 22]] * vectors[27][x[:, 27]]).sum(1)
+        interactions = interactions + pair_weight * strength * (vectors[a][x[:, a]] * vectors[b][x[:, b]]).sum(1)
+    interactions = interactions + third_order_scale * strength * (vectors[18][x[:, 18]] * vectors[22][x[:, 22]] * vectors[27][x[:, 27]]).sum(1)
     logit = first_order + interactions
     # shift the logit so that the mean click probability is the base rate (bisection on the bias)
     low, high = -20.0, 20.0

@@ -53,10 +53,8 @@ class CTRData:
 
 @functools.lru_cache(maxsize=4)
 def _encoded(dataset: str, rows: int, path: str | None, min_count: int) -> logs.Encoded:
-    if dataset == "synthetic":
-        return logs.synthetic(rows, seed=0)
-    if dataset == "synthetic-rank1":
-        return logs.synthetic(rows, seed=0, interaction_rank=1)
+    if dataset in logs.SYNTHETIC_LOGS:
+        return logs.synthetic(rows, seed=0, **logs.SYNTHETIC_LOGS[dataset])
     if dataset == "movielens":
         return logs.movielens()
     return logs.criteo(path, min_count)

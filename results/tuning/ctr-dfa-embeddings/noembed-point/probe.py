@@ -1,7 +1,8 @@
 """Probe: DFA on the synthetic logs with the feedback point on the embeddings switched off, so the
 embeddings learn by local backpropagation through the first layer above them (cross layer, attention
 layer, MLP) from the DFA signals delivered there. The point is retagged at build time, so the records
-beside this file carry plain `dfa` hyper-parameters: this script is what tells them apart.
+beside this file carry plain `dfa` hyper-parameters: this script is what tells them apart. The logs
+are the stress test `synthetic-interactions`; the records, made before it had that name, say `synthetic`.
 
     OMP_NUM_THREADS=1 python results/tuning/ctr-dfa-embeddings/noembed-point/probe.py dcn   # or autoint
 """
@@ -28,7 +29,7 @@ def build_without_embedding_point(model, hp, data):
 
 
 task.build_model = build_without_embedding_point
-runs, _ = plan([f"ctr/synthetic/{model_name}"], ["dfa"], "small", [0])
+runs, _ = plan([f"ctr/synthetic-interactions/{model_name}"], ["dfa"], "small", [0])
 here = Path(__file__).parent
 record = run_one(runs[0], here)
 write_record(here, record)
