@@ -7,7 +7,9 @@ SPEC = TaskSpec(
     domain="ctr",
     entry_point="dfabench.tasks.ctr.task:CTRTask",
     datasets={
-        "synthetic": "Criteo-shaped generator: 13 integer + 26 categorical fields, planted interactions, CTR 0.25",
+        "synthetic": "Criteo-shaped generator: 13 integer + 26 categorical fields, CTR 0.25; first-order std 0.5 on "
+                     "every field, 6 rank-1 pairwise interactions at scale 0.7, no third-order term (calibrated by BP: "
+                     "tasks/ctr/README.md)",
         "movielens": "MovieLens-100K from the recbole wheel: click = rating >= 4; 7 user/item fields",
         "criteo": "Criteo Kaggle train.txt from --set path=... (official; cached after one pass)",
         "synthetic-interactions": "the stress test: synthetic logs whose signal lies mostly in rank-4 interactions",

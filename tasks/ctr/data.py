@@ -5,17 +5,21 @@
   pass 1 counts values, pass 2 encodes rows into a memory-mapped ``(rows, 39)`` int32 array, so the
   45M rows never sit in memory at once. Integers are log-bucketed (``v > 2 -> floor(log(v)^2)``, the
   Criteo winners' rule; missing -> its own index); every field's values seen at least ``min_count``
-  times get an index, the rest share the out-of-vocabulary index 0. Cached once beside the file
-  (``<file>.dfabench-<min_count>/``); rows are split 80/10/10 at random with a fixed seed.
+  times get an index, the rest share the out-of-vocabulary index 0. Every line is checked first
+  (``check_criteo_file``); the encoding is cached under the user's cache folder keyed by the file's
+  content (``dfabench.cache``: ``ctr/criteo-<hash>-min<min_count>/``), never beside the file; rows are
+  split 80/10/10 at random with a fixed seed.
 * ``movielens``: MovieLens-100K from inside the ``recbole`` wheel (installed, never imported); a click
   is a rating >= 4; fields user, item, age, gender, occupation, release year and first genre.
 * ``synthetic``: a Criteo-shaped generator: 13 integer fields (log-normal counts) and 26 categorical
   fields with power-law (Zipf) value frequencies and vocabularies from 10 to 10,000, through the
   same bucketing and vocabulary code as Criteo. Clicks follow a planted logit: first-order weights of
-  some values, pairwise interactions between 6 planted field pairs (dot products of hidden value
-  vectors) and one third-order interaction, shifted to a base click rate of 0.25 (Criteo: 0.26).
-  ``synthetic-rank1`` is the same generator with one-dimensional hidden vectors: a diagnostic of
-  why DFA trails BP on ``synthetic`` (see tasks/ctr/README.md), run only when named.
+  the values, pairwise interactions between planted field pairs (dot products of hidden value
+  vectors) and a third-order interaction, shifted to a base click rate of 0.25 (Criteo: 0.26). The
+  balance of these is a set of knobs; ``SYNTHETIC_LOGS`` names three settings: ``synthetic``
+  (calibrated by BP's margins toward Criteo's), ``synthetic-interactions`` (the stress test: the
+  earlier default, mostly rank-4 interactions) and ``synthetic-rank1`` (the stress logs with
+  one-dimensional hidden vectors, a diagnostic run only when named; see tasks/ctr/README.md).
 """
 from __future__ import annotations
 
@@ -176,7 +180,8 @@ def movielens(directory: Path | None = None) -> Encoded:
 
 
 # The generator's knobs per named synthetic dataset (the same rows; other clicks). ``synthetic`` is
-# calibrated by BP's margins to resemble Criteo's (tasks/ctr/README.md, "The default logs");
+# calibrated by BP's margins toward Criteo's (provenance: results/tuning/ctr-criteo-shape, made by
+# benchmarks/ctr_synthetic_balance.py; margins in tasks/ctr/README.md, "The default logs");
 # ``synthetic-interactions`` is the earlier default, the stress test for DFA's one-scalar error;
 # ``synthetic-rank1`` is that with one-dimensional hidden vectors (a diagnostic).
 INTERACTION_HEAVY = {"first_order_std": 0.3, "first_order_every": 3, "interaction_scale": 1.0}
