@@ -80,4 +80,4 @@ def render_compact(frame: pd.DataFrame, patterns: list[str] | None = None) -> st
     table = compact_frame(frame, patterns)
     if table.empty:
         return "no run records\n"
-    return table.to_markdown(index=False) + "\n"
+    return table.to_markdown(index=False, disable_numparse=True) + "\n"  # the text as formatted: 10.0, not 10

@@ -1,6 +1,9 @@
-"""`dfabench table --format compact` (the README's form): its numbers are the records'."""
+"""`dfabench table --format compact` (the README's form): its numbers are the records', and every
+README results table is exactly what the command it names prints from the committed records."""
 from __future__ import annotations
 
+import re
+import shlex
 import statistics
 from pathlib import Path
 
@@ -50,3 +53,17 @@ def test_cell_filter_keeps_only_matching_cells(tmp_path, capsys):
                                            value=0.9))
     assert main(["table", "--results", str(tmp_path), "--format", "compact", "--cell", "mlp/mnist/*"]) == 0
     assert [r["cell"] for r in _rows(capsys.readouterr().out)] == ["mlp/mnist/mlp"]
+def readme_tables() -> list[tuple[list[str], str]]:
+    """(the table command's arguments, the table below it) for every README results table."""
+    text = (ROOT / "README.md").read_text()
+    found = re.findall(r"<!-- table: dfabench (.+?) -->\n((?:\|.*\n)+)", text)
+    return [(shlex.split(args), table) for args, table in found]
+
+
+def test_readme_results_tables_are_what_their_commands_print(capsys, monkeypatch):
+    tables = readme_tables()
+    assert len(tables) >= 3, "the README's results tables are generated: <!-- table: dfabench ... --> above each"
+    monkeypatch.chdir(ROOT)
+    for args, table in tables:
+        assert main(args) == 0
+        assert capsys.readouterr().out == table, f"README table of `dfabench {shlex.join(args)}` differs; re-run it"
