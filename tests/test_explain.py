@@ -98,3 +98,15 @@ def test_describe_reads_norm_placement_off_the_transformers():
     gpt2 = PreLNGPT2(300, 8, 2, 16, 2, 32, 0.0)
     facts = describe(gpt2, lambda: gpt2(ids))
     assert (facts["placement"], facts["output_dim"], facts["convolutions"]) == ("pre+final", 300, 0)
+
+
+def test_the_committed_small_report_is_what_its_records_give(tmp_path, monkeypatch):
+    """results/small/explain (cited by the README's findings) is rebuilt from the committed records
+    exactly: a record added or changed without rebuilding the report fails here."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the report names the folder as given on the command line
+    assert main(["explain", "--results", "results/small", "--scale", "small", "--out", str(tmp_path)]) == 0
+    for name in ("report.md", "cells.csv"):
+        assert (tmp_path / name).read_text() == (root / "results/small/explain" / name).read_text(), name
