@@ -13,17 +13,15 @@ import math
 
 import pandas as pd
 
-from .glance import _cell_order, _column, _gap, _value
-from .tables import GROUP, _method_key, paired_gaps, summary
+from .glance import UNITS, entries
+from .tables import GROUP
 
 COLUMNS = ("bp", "dfa", "shallow")
 
 
-def _cells(part: pd.DataFrame, patterns: list[str] | None) -> list[tuple]:
-    """(domain, dataset, model) in the tasks' declared order, or in the order of ``patterns``."""
-    found = sorted(set(zip(part.domain, part.dataset, part.model)))
-    ordered = [(d, *cell) for d in sorted({c[0] for c in found})
-               for cell in _cell_order(d, [c[1:] for c in found if c[0] == d])]
+def _cells(rows: pd.DataFrame, patterns: list[str] | None) -> list[tuple]:
+    """(domain, dataset, model) in the tasks' declared order (the entries'), or in that of ``patterns``."""
+    ordered = list(dict.fromkeys(zip(rows.domain, rows.dataset, rows.model)))
     if not patterns:
         return ordered
     out = []
@@ -33,41 +31,35 @@ def _cells(part: pd.DataFrame, patterns: list[str] | None) -> list[tuple]:
 
 
 def compact_frame(frame: pd.DataFrame, patterns: list[str] | None = None) -> pd.DataFrame:
-    if frame.empty:
+    table_entries = entries(frame)
+    if table_entries.empty:
         return pd.DataFrame()
-    summ, gaps = summary(frame), paired_gaps(frame)
     floors = frame.groupby(GROUP + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
     rows = []
-    for scale in sorted(summ.scale.unique()):
-        part = summ[summ.scale == scale]
-        for domain, dataset, model in _cells(part, patterns):
-            here = part[(part.domain == domain) & (part.dataset == dataset) & (part.model == model)]
-            for key, rows_here in here.groupby(GROUP + ["metric", "higher_is_better"], sort=False, dropna=False):
-                *group, metric, higher = key
-                factor, name, digits = _column(metric, bool(higher), rows_here)
-                by_method = {m: r for m, r in rows_here.set_index("method").iterrows()}
-
-                n = int(rows_here.n.max())
+    for scale in sorted(table_entries.scale.unique()):
+        part = table_entries[table_entries.scale == scale]
+        for cell in _cells(part, patterns):
+            here = part[(part.domain == cell[0]) & (part.dataset == cell[1]) & (part.model == cell[2])]
+            for key, group in here.groupby(GROUP + ["metric"], sort=False, dropna=False):
+                n = int(group.n.max())
+                by_method = group.set_index("method")
 
                 def shown(method: str) -> str:
-                    r = by_method.get(method)
-                    if r is None:
+                    if method not in by_method.index:
                         return ""
-                    text = _value(factor * r["mean"], factor * r["std"], int(r["n"]), int(r["failed"]), digits)
-                    return text + (f" (n={int(r['n'])})" if int(r["n"]) != n else "")
+                    e = by_method.loc[method]
+                    return e.text + (f" (n={int(e.n)})" if int(e.n) != n else "")
 
-                g = gaps[(gaps[GROUP + ["metric"]] == pd.Series(dict(zip(GROUP + ["metric"], (*group, metric)))))
-                         .all(axis=1) & (gaps.method == "dfa")] if len(gaps) else gaps
-                floor = floors.get(tuple(group) + (metric,), math.nan)
-                variant = "; ".join(str(v) for v in group[4:] if v)
+                floor = floors.get(key, math.nan)
+                variant = "; ".join(str(v) for v in key[4:6] if v)
                 rows.append({
-                    "cell": f"{domain}/{dataset}/{model}" + (f" ({variant})" if variant else ""),
-                    "metric": name, "n": n,
+                    "cell": "/".join(cell) + (f" ({variant})" if variant else ""),
+                    "metric": group.label.iloc[0], "n": n,
                     **{m: shown(m) for m in COLUMNS},
-                    "others": "; ".join(f"{m}: {shown(m)}" for m in sorted(by_method, key=_method_key)
-                                        if m not in COLUMNS),
-                    "DFA − BP (95% CI)": _gap(factor * g.gap.iloc[0], factor * g.ci95.iloc[0], digits) if len(g) else "",
-                    "floor": f"{factor * floor:.{digits}f}" if floor == floor else "",
+                    "others": "; ".join(f"{m}: {shown(m)}" for m in by_method.index if m not in COLUMNS),
+                    "DFA − BP (95% CI)": by_method.loc["dfa"].gap_text if "dfa" in by_method.index else "",
+                    "floor": f"{UNITS.get(key[-1], (1.0, ''))[0] * floor:.{int(group.digits.iloc[0])}f}"
+                             if floor == floor else "",
                 })
     table = pd.DataFrame(rows)
     for column in ("others", "floor"):

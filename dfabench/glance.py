@@ -17,6 +17,8 @@ import pandas as pd
 from .catalog import specs
 from .tables import GROUP, VARIANT, _method_key, paired_gaps, summary
 
+ENTRY = GROUP + ["metric", "method"]
+
 # metric -> (factor, unit): what the field quotes (accuracy and AUC in points, PSNR in dB);
 # records hold fractions, except top-1 error, which vision records in % already (as biotorch quotes it)
 UNITS = {"accuracy": (100.0, "%"), "auc": (100.0, "%"), "ap": (100.0, "%"), "top1_error": (1.0, "%"),
@@ -84,7 +86,7 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
     table (tables.GROUP)."""
     if frame.empty:
         return []
-    summ, gaps = summary(frame), paired_gaps(frame)
+    summ, table_entries = summary(frame), entries(frame)
     floors = frame.groupby(GROUP + ["metric"])["floor"].mean() if "floor" in frame else pd.Series(dtype=float)
     speed = _throughput(records)
     out = []
@@ -98,13 +100,13 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
                                              for c in VARIANT)))):
                 key = (scale, domain, dataset, model, *variant)
                 here = part[(part[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)]
-                row_gaps = gaps[(gaps[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)] if len(gaps) else gaps
+                row_entries = table_entries[(table_entries[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)]
                 for method in sorted(here.method.unique(), key=_method_key):
                     row = {"cell": "" if shown else f"{dataset}/{model}", "variant": _variant(*variant),
                            "method": method}
                     shown = True
                     for metric in metrics:
-                        _add_metric(row, metric, here, row_gaps, method)
+                        _add_metric(row, row_entries[(row_entries.metric == metric)], method)
                     row["n"] = int(here[here.method == method].n.max())
                     row["throughput"] = speed.get((*key, method), "")
                     rows.append(row)
@@ -151,29 +153,70 @@ def _floor_row(here: pd.DataFrame, floors: pd.Series, key: tuple) -> dict | None
     return row if len(row) > 3 else None
 
 
-def _add_metric(row: dict, metric: str, here: pd.DataFrame, cell_gaps: pd.DataFrame, method: str) -> None:
-    rows = here[here.metric == metric]
-    if rows.empty:
+def _add_metric(row: dict, metric_entries: pd.DataFrame, method: str) -> None:
+    """A metric's value (the best in bold) and its gap to BP, from the row's ``entries``."""
+    if metric_entries.empty:
         return
-    higher = bool(rows.higher_is_better.iloc[0])
-    factor, name, digits = _column(metric, higher, rows)
-    means = rows.set_index("method")["mean"].dropna()
-    best = (means.idxmax() if higher else means.idxmin()) if len(means) > 1 else None
-    mine = rows[rows.method == method]
+    name = metric_entries.label.iloc[0]
+    mine = metric_entries[metric_entries.method == method]
     if mine.empty:
         row[name] = ""
     else:
-        m = mine.iloc[0]
-        text = _value(factor * m["mean"], factor * m["std"], int(m["n"]), int(m["failed"]), digits)
-        row[name] = f"**{text}**" if method == best else text
-    g = cell_gaps[(cell_gaps.metric == metric) & (cell_gaps.method == method)]
+        e = mine.iloc[0]
+        row[name] = f"**{e.text}**" if e.best else e.text
     if method != "bp":
-        if len(g) and g.duplicate.iloc[0]:
-            row[f"{metric} − BP"] = f"not paired: seed {g.duplicate.iloc[0]} recorded twice"
-        else:
-            row[f"{metric} − BP"] = _gap(factor * g.gap.iloc[0], factor * g.ci95.iloc[0], digits) if len(g) else ""
+        row[f"{metric_entries.metric.iloc[0]} − BP"] = mine.iloc[0].gap_text if len(mine) else ""
 
 
 def render_glance(frame: pd.DataFrame, records: list[dict]) -> str:
     parts = [f"{title}\n\n{table.to_markdown(index=False)}\n" for title, table in blocks(frame, records)]
     return "\n".join(parts) if parts else "no run records\n"
+
+
+def entries(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per row identity (``tables.GROUP``), metric and method, in the field's units: ``mean``,
+    ``std``, ``gap`` and ``ci95`` scaled (points, dB), the column ``label`` and ``digits``, ``best``,
+    and the display texts ``text`` (mean ± std, failed runs) and ``gap_text`` (the paired gap to BP);
+    cells in their task's order, methods in the paper's. What the README's compact table and the
+    leaderboard render."""
+    if frame.empty:
+        return pd.DataFrame()
+    out = summary(frame).merge(paired_gaps(frame), on=ENTRY, how="left")
+    parts = []
+    for (*_, metric), rows in out.groupby(GROUP + ["metric"], sort=False, dropna=False):
+        rows = rows.copy()
+        higher = bool(rows.higher_is_better.iloc[0])
+        factor, label, digits = _column(metric, higher, rows)
+        rows["label"], rows["digits"] = label, digits
+        for column in ("mean", "std", "gap", "ci95"):
+            rows[column] = rows[column].astype(float) * factor
+        means = rows.loc[rows.n > 0, "mean"].dropna()
+        top = (means.max() if higher else means.min()) if len(means) > 1 else math.nan
+        rows["best"] = [bool(m == m and math.isclose(m, top, rel_tol=1e-12, abs_tol=1e-12)) for m in rows["mean"]]
+        rows["text"] = [_value(m, sd, int(n), int(f), digits) for m, sd, n, f in
+                        zip(rows["mean"], rows["std"], rows.n, rows.failed)]
+        rows["gap_text"] = [_entry_gap_text(r, digits) for r in rows.itertuples()]
+        parts.append(rows)
+    out = pd.concat(parts, ignore_index=True)
+    out["pairs"] = out["pairs"].fillna(0).astype(int)
+    return _in_table_order(out)
+
+
+def _entry_gap_text(row, digits: int) -> str:
+    if row.method == "bp":
+        return ""
+    if isinstance(row.duplicate, str) and row.duplicate:
+        return f"not paired: seed {row.duplicate} recorded twice"
+    return _gap(row.gap, row.ci95, digits) if row.gap == row.gap else ""
+
+
+def _in_table_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """Cells in the order their task declares them (its headline first), methods in the paper's order."""
+    rank: dict[tuple, int] = {}
+    for domain, part in rows.groupby("domain"):
+        cells = _cell_order(domain, sorted(set(zip(part.dataset, part.model))))
+        rank.update({(domain, *cell): i for i, cell in enumerate(cells)})
+    key = [(r.scale, r.domain, rank[(r.domain, r.dataset, r.model)], r.overrides, r.data, r.metric,
+            _method_key(r.method)) for r in rows.itertuples()]
+    order = sorted(range(len(rows)), key=key.__getitem__)
+    return rows.iloc[order].reset_index(drop=True)

@@ -21,16 +21,16 @@ from typing import Iterable
 
 import pandas as pd
 
-from dfabench.glance import UNITS, _cell_order, _column, _gap, _value, _variant
+from dfabench.glance import ENTRY, UNITS, _gap, _variant
+from dfabench.glance import entries as unit_entries
 from dfabench.harness.identity import overrides_label
 from dfabench.harness.store import iter_records
 from dfabench.reproduce import DATASET_NAMES, TABLES, published_cell
-from dfabench.tables import GROUP, _method_key, paired_gaps, records_frame, summary, table_frame
+from dfabench.tables import GROUP, _method_key, records_frame, table_frame
 
 from .verification import Verification, load_verification
 
 ROW = ["dataset", "model", "overrides", "data"]  # a row's identity inside one (scale, domain) table
-ENTRY = GROUP + ["metric", "method"]
 # what each (method) column of a wide frame holds: display texts and the numbers they sort by
 WIDE_FIELDS = ("text", "mean", "best", "gap", "gap_value", "gap_class", "paper", "paper_title", "verified",
                "verified_title")
@@ -101,30 +101,13 @@ def entries_frame(records: list[dict], verification: Verification, published: di
     frame = table_frame(records)  # each task's table metrics (AUC and logloss, PSNR and SSIM), else the primary
     if frame.empty:
         return pd.DataFrame(columns=ENTRY_COLUMNS)
-    entries = summary(frame).merge(paired_gaps(frame), on=ENTRY, how="left")
+    entries = unit_entries(frame)  # values, texts and gaps in the metric's units, in table order
     primary = records_frame(records)[GROUP + ["metric"]].drop_duplicates()
     entries = entries.merge(primary.assign(primary=True), on=GROUP + ["metric"], how="left")
     entries["primary"] = entries["primary"].eq(True)
+    higher = entries.higher_is_better.astype(bool)
+    entries["gap_class"] = [_gap_class(g, c, h) for g, c, h in zip(entries.gap, entries.ci95, higher)]
     ids = _record_ids(records)
-    parts = []
-    for (*_, metric), rows in entries.groupby(GROUP + ["metric"], sort=False):
-        rows = rows.copy()
-        higher = bool(rows.higher_is_better.iloc[0])
-        factor, label, digits = _column(metric, higher, rows)
-        rows["label"], rows["digits"] = label, digits
-        for column in ("mean", "std", "gap", "ci95"):
-            rows[column] = rows[column].astype(float) * factor
-        means = rows.loc[rows.n > 0, "mean"].dropna()
-        top = (means.max() if higher else means.min()) if len(means) > 1 else math.nan
-        rows["best"] = [bool(m == m and math.isclose(m, top, rel_tol=1e-12, abs_tol=1e-12)) for m in rows["mean"]]
-        rows["text"] = [_value(m, s, int(n), int(f), digits) for m, s, n, f in
-                        zip(rows["mean"], rows["std"], rows.n, rows.failed)]
-        rows["gap_text"] = [_gap_text(r, digits) for r in rows.itertuples()]
-        rows["gap_class"] = [_gap_class(g, c, higher) for g, c in zip(rows.gap, rows.ci95)]
-        parts.append(rows)
-    entries = pd.concat(parts, ignore_index=True)
-    entries["pairs"] = entries["pairs"].fillna(0).astype(int)
-    entries = _in_table_order(entries)
     marks = [verification.mark(ids.get(tuple(r[c] for c in GROUP) + (r["method"],), []))
              for _, r in entries.iterrows()]
     entries["verified"] = [m["status"] for m in marks]
@@ -135,26 +118,6 @@ def entries_frame(records: list[dict], verification: Verification, published: di
     entries["paper"] = [p[0] for p in papers]
     entries["paper_title"] = [p[1] for p in papers]
     return entries[ENTRY_COLUMNS]
-
-
-def _in_table_order(entries: pd.DataFrame) -> pd.DataFrame:
-    """Cells in the order their task declares them (its headline first), methods in the paper's order."""
-    rank: dict[tuple, int] = {}
-    for domain, part in entries.groupby("domain"):
-        cells = _cell_order(domain, sorted(set(zip(part.dataset, part.model))))
-        rank.update({(domain, *cell): i for i, cell in enumerate(cells)})
-    key = [(r.scale, r.domain, rank[(r.domain, r.dataset, r.model)], r.overrides, r.data, r.metric,
-            _method_key(r.method)) for r in entries.itertuples()]
-    order = sorted(range(len(entries)), key=key.__getitem__)
-    return entries.iloc[order].reset_index(drop=True)
-
-
-def _gap_text(row, digits: int) -> str:
-    if row.method == "bp":
-        return ""
-    if isinstance(row.duplicate, str) and row.duplicate:
-        return f"not paired: seed {row.duplicate} recorded twice"
-    return _gap(row.gap, row.ci95, digits) if row.gap == row.gap else ""
 
 
 def _gap_class(gap: float, ci95: float, higher: bool) -> str:
