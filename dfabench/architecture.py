@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .engine.points import DEFAULT_TAG, FeedbackOutput, FeedbackPoint
+from .engine.points import DEFAULT_TAG, FeedbackOutput, FeedbackPoint, probe_forward
 from .engine.router import feature_size
 
 _TORCH_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
@@ -76,15 +76,11 @@ def describe(model: nn.Module, forward: Callable[[], Any]) -> dict[str, Any]:
             handles.append(module.register_forward_pre_hook(on_output))
         elif is_norm(module):
             handles.append(module.register_forward_hook(on_norm))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            result = forward()
+        result = probe_forward(model, forward)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     outputs = [value for kind, value in events if kind == "output"]
     if outputs:
         shape, batch_dims = outputs[0]

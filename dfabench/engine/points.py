@@ -102,3 +102,15 @@ def feedback_points(model: nn.Module) -> list[FeedbackPoint]:
 
 def feedback_outputs(model: nn.Module) -> list[FeedbackOutput]:
     return [m for m in model.modules() if isinstance(m, FeedbackOutput)]
+
+
+def probe_forward(model: nn.Module, forward):
+    """``forward()`` once in eval mode without autograd, the model's training flag restored after:
+    how the engine discovers a model's points and shapes, and how its architecture is read."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return forward()
+    finally:
+        model.train(was_training)

@@ -19,6 +19,7 @@ import torch
 from ..engine.feedback import FeedbackMatrices, FeedbackOptions
 from ..engine.projection import FeedbackShapeError, ProjectionPlans, inject  # noqa: F401  (re-exported)
 from ..engine.points import DEFAULT_GROUP
+from ..engine.points import probe_forward as run_probe
 from ..engine.router import OutputRecord, feature_size
 from .base import Method
 from .registry import register, register_variant
@@ -35,13 +36,9 @@ class DFA(Method):
     def prepare(self, model, probe_forward, seed):
         super().prepare(model, probe_forward, seed)
         self.router.mode = "discover"
-        was_training = model.training
-        model.eval()
         try:
-            with torch.no_grad():
-                returned = probe_forward()
+            returned = run_probe(model, probe_forward)
         finally:
-            model.train(was_training)
             self.router.mode = self.router_mode
         found = self.router.discovery
         if not found.point_shapes:
