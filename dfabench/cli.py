@@ -248,10 +248,15 @@ def cmd_table(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
         return 0
-    records = [r for r in iter_records(Path(args.results))
+    every = list(iter_records(Path(args.results)))
+    records = [r for r in every
                if args.scale in (None, r["scale"]) and args.domain in (None, r["domain"])
                and (not args.cell or any(fnmatch.fnmatchcase(f"{r['domain']}/{r['dataset']}/{r['model']}", glob)
                                          for glob in args.cell))]
+    if every and not records:  # a filter that keeps nothing is a typo, not an empty table
+        given = " ".join(f"--{k} {v}" for k, v in (("scale", args.scale), ("domain", args.domain)) if v)
+        given = " ".join([given] + [f"--cell {c}" for c in args.cell or []]).strip()
+        raise ConfigError(f"{given} matches no record in {args.results}/runs")
     try:
         frame = table_frame(records, args.metric)
     except ValueError as err:

@@ -67,3 +67,12 @@ def test_readme_results_tables_are_what_their_commands_print(capsys, monkeypatch
     for args, table in tables:
         assert main(args) == 0
         assert capsys.readouterr().out == table, f"README table of `dfabench {shlex.join(args)}` differs; re-run it"
+
+
+def test_a_cell_filter_that_keeps_nothing_is_refused(tmp_path, capsys):
+    write_record(tmp_path, make_record(domain="mlp", dataset="digits", model="mlp", method="bp", seed=0, value=0.9))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["table", "--results", str(tmp_path), "--cell", "mlp/mnsit/*"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dfabench: error: --cell mlp/mnsit/* matches no record in {tmp_path}/runs"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
