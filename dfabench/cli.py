@@ -170,12 +170,12 @@ def writable_results(path: Path, option: str = "--results") -> Path:
     return path
 
 
-def existing_results(path: Path) -> Path:
+def existing_results(path: Path, option: str = "--results") -> Path:
     """A results folder to read: it must exist (a mistyped one would print an empty table)."""
     path = Path(path)
     if not path.is_dir():
-        raise ConfigError(f"--results {path}: no such folder" if not path.exists() else
-                          f"--results {path} is a file, not a folder")
+        raise ConfigError(f"{option} {path}: no such folder" if not path.exists() else
+                          f"{option} {path} is a file, not a folder")
     return path
 
 
@@ -381,7 +381,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """`dfabench verify RESULTS`: re-run a sample of its records and compare (dfabench/verify.py)."""
     from .verify import verify_command
 
-    results = existing_results(Path(args.results))
+    results = existing_results(Path(args.results), "RESULTS")
     writable_results(results, "RESULTS")  # verification.json is written there
     _check_device(args.device, will_run=True)
     return verify_command(results, args.sample, args.seed, args.domain, args.max_seconds, args.device)
