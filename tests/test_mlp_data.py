@@ -68,3 +68,25 @@ def test_fallback_datasets_always_load():
     digits = load_images("digits")
     assert digits.train_x.dtype == np.uint8 and digits.train_x.shape[1:] == (8, 8)
     assert digits.num_classes == 10
+
+
+def test_the_data_fingerprint_hashes_the_bytes_and_keeps_the_committed_records_value():
+    """The fingerprint hashes each tensor's buffer in place (no copy); its value must stay the
+    sha256 of the bytes, which is what the committed records carry."""
+    import hashlib
+    from pathlib import Path
+
+    import torch
+
+    from dfabench.harness.plan import plan
+    from dfabench.task import tensor_fingerprint
+
+    for t in (torch.rand(5, 7), torch.rand(3, 4).t(), torch.randint(0, 9, (11,)), torch.rand(4) > 0.5,
+              torch.tensor(2.5), torch.zeros(0, 3)):
+        assert tensor_fingerprint(t) == hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
+    (run,), _ = plan(["mlp/digits/mlp"], ["bp"], "small", [0])
+    data = run.task.load_data(run.dataset, run.hparams, 0, run.scale, torch.device("cpu"))
+    committed = {r["provenance"]["data_fingerprint"]
+                 for r in iter_records(Path(__file__).resolve().parents[1] / "results" / "small")
+                 if r["domain"] == "mlp" and r["dataset"] == "digits" and r["status"] == "ok"}
+    assert run.task.fingerprint(data) in committed and len(committed) == 1
