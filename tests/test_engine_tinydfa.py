@@ -20,7 +20,7 @@ from dfabench.methods import create
 from tiny_nets import double_precision, tiny_mlp  # noqa: F401  (fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from engine import TinyDFAModel, TinyTransformer  # noqa: E402
+from engine import TinyDFAModel  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("double_precision")
 
@@ -47,11 +47,32 @@ def test_tinydfa_gives_our_dfa_gradients_on_the_same_matrix():
         torch.testing.assert_close(a, b)
 
 
-def test_tinydfa_reaches_every_transformer_block():
-    torch.set_default_dtype(torch.float32)
-    model = TinyDFAModel(TinyTransformer(vocab=50, d=16, heads=2, layers=2, context=8), batch_dims=(0, 1))
-    tokens = torch.randint(0, 50, (2, 8))
-    out = model(tokens)
-    F.cross_entropy(out.reshape(-1, 50), tokens.reshape(-1)).backward()
-    for block in model.model.blocks:
-        assert block.linear1.weight.grad is not None and block.linear1.weight.grad.abs().sum() > 0
+def test_tinydfa_gives_our_micro_dfa_gradients_on_the_lm_transformer():
+    """The Transformer benchmarks/engine.py times (the suite's LM model, error at the decoder input):
+    TinyDFA at every point is our micro DFA, parameter by parameter, given the same matrix."""
+    from dfabench.tasks.lm.models import PaperTransformer
+
+    def build():
+        torch.manual_seed(0)
+        return PaperTransformer(vocab_size=50, context=8, layers=2, d_model=16, heads=2, d_ff=32, dropout=0.0)
+
+    tokens = torch.randint(0, 50, (3, 8), generator=torch.Generator().manual_seed(1))
+
+    def loss(out):
+        return F.cross_entropy(out.reshape(-1, 50), tokens.reshape(-1))
+
+    ours = build()
+    method = create("dfa-micro")
+    method.prepare(ours, lambda: ours(tokens), seed=0)
+    method.backward(ours(tokens), loss)
+    B = getattr(ours, f"{FEEDBACK_PREFIX}default")
+    assert B.shape == (16, 32)  # d_model x the widest point (the FFN's hidden layer)
+
+    theirs = TinyDFAModel(build(), batch_dims=(0, 1))
+    theirs(tokens)
+    theirs.dfa.feedback_matrix = B * math.sqrt(B.shape[1])
+    theirs.zero_grad(set_to_none=True)
+    loss(theirs(tokens)).backward()
+    for (name, a), b in zip(ours.named_parameters(), theirs.model.parameters()):
+        assert a.grad is not None and a.grad.abs().sum() > 0, name
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
