@@ -7,6 +7,7 @@ import pytest
 
 from dfabench.cli import main
 from dfabench.data.images import DatasetUnavailable, load_images, read_idx, write_idx
+from dfabench.errors import DataError
 from dfabench.harness.store import iter_records
 
 
@@ -90,3 +91,23 @@ def test_the_data_fingerprint_hashes_the_bytes_and_keeps_the_committed_records_v
                  for r in iter_records(Path(__file__).resolve().parents[1] / "results" / "small")
                  if r["domain"] == "mlp" and r["dataset"] == "digits" and r["status"] == "ok"}
     assert run.task.fingerprint(data) in committed and len(committed) == 1
+
+
+def test_a_gzipped_idx_file_is_decompressed_once_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFABENCH_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    write_idx(path, np.arange(7, dtype=np.uint8))
+    np.testing.assert_array_equal(read_idx(path), np.arange(7))
+    (kept,) = (tmp_path / "cache" / "idx").glob("*.npy")  # written whole, named by the content
+    assert not list((tmp_path / "cache" / "idx").glob(".*"))
+    np.testing.assert_array_equal(read_idx(path), np.arange(7))  # now from the cache
+    write_idx(path, np.arange(5, dtype=np.uint8))  # another file under the same name
+    np.testing.assert_array_equal(read_idx(path), np.arange(5))
+    kept.write_bytes(kept.read_bytes()[:20])  # a cache entry cut short is decompressed again
+    write_idx(path, np.arange(7, dtype=np.uint8))
+    np.testing.assert_array_equal(read_idx(path), np.arange(7))
+    bad = tmp_path / "bad-idx1-ubyte.gz"  # and a broken file is still refused, not cached
+    with gzip.open(bad, "wb") as f:
+        f.write(b"\0\0\x09\x01" + b"\0" * 8)
+    with pytest.raises(DataError, match="not an unsigned-byte IDX file"):
+        read_idx(bad)
