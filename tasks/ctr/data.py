@@ -193,10 +193,21 @@ SYNTHETIC_LOGS: dict[str, dict[str, float]] = {
 }
 
 
+def synthetic_settings(dataset: str) -> dict[str, float]:
+    """Every setting of a named synthetic dataset's generator but the row count (a
+    hyper-parameter): the generator's defaults, that dataset's knobs and the seed its logs are drawn
+    with. Their hash is the logs' generator version, part of every run's id."""
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(synthetic).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **SYNTHETIC_LOGS[dataset], "seed": 0}
+
+
 def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int = 2,
               interaction_rank: int = 4, first_order_std: float = 0.3, first_order_every: int = 3,
               interaction_scale: float = 1.0, third_order_scale: float = 0.4,
-              interaction_pairs: int = 6) -> Encoded:
+              interaction_pairs: int = 6, fm_rank: int = 2, fm_scale: float = 0.0) -> Encoded:
     """``interaction_rank``: length of the hidden value vectors whose dot products make the planted
     interactions (4 by default); the interaction terms are scaled so their variance does not depend
     on it. Rank 1 makes every interaction a product of per-value scalars. Every
@@ -205,7 +216,9 @@ def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int 
     third-order term beside the pairwise ones' 0.6 (what no factorization machine can fit).
     ``interaction_pairs``: how many field pairs interact; 6 is a fixed list, any other number draws
     that many pairs (their total variance kept that of 6), so a large one spreads the pairwise signal
-    over many weak pairs, as a factorization machine models it."""
+    over many weak pairs, as a factorization machine models it. ``fm_scale``: the std of a
+    factorization machine's own term, every value one hidden vector of length ``fm_rank`` shared by
+    all its field pairs, summed over all 741 pairs (0: none, and nothing else drawn differently)."""
     rng = np.random.default_rng(seed)
     data = {"label": np.zeros(rows)}
     for f in INT_FIELDS:
@@ -238,6 +251,8 @@ def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int 
     for a, b in pairs:
         interactions = interactions + pair_weight * strength * (vectors[a][x[:, a]] * vectors[b][x[:, b]]).sum(1)
     interactions = interactions + third_order_scale * strength * (vectors[18][x[:, 18]] * vectors[22][x[:, 22]] * vectors[27][x[:, 27]]).sum(1)
+    if fm_scale:  # drawn apart, so that the other weights stay the same
+        interactions = interactions + fm_scale * fm_term(x, dims, fm_rank, np.random.default_rng(seed + 2))
     logit = first_order + interactions
     # shift the logit so that the mean click probability is the base rate (bisection on the bias)
     low, high = -20.0, 20.0
@@ -248,6 +263,15 @@ def synthetic(rows: int, seed: int = 0, base_rate: float = 0.25, min_count: int 
     p = 1 / (1 + np.exp(-(logit + bias)))
     y = (rng.random(rows) < p).astype(np.float32)
     return Encoded(x, y, dims, fields, planted_summary(y, first_order, interactions))
+
+
+def fm_term(x: np.ndarray, dims: list[int], rank: int, rng: np.random.Generator) -> np.ndarray:
+    """sum over field pairs a < b of <u_a, u_b> (u: one hidden vector per value), scaled to unit std:
+    the class a factorization machine fits, computed as (|sum u|^2 - sum |u|^2) / 2."""
+    hidden = [rng.normal(0, 1, (d, rank))[x[:, j]] for j, d in enumerate(dims)]
+    total = sum(hidden)
+    term = 0.5 * ((total ** 2).sum(1) - sum((h ** 2).sum(1) for h in hidden))
+    return (term - term.mean()) / term.std()
 
 
 def planted_summary(y: np.ndarray, first_order: np.ndarray, interactions: np.ndarray) -> dict[str, float]:
