@@ -6,9 +6,11 @@ margins the paper's Table 2 shows on Criteo (FM - LR; each deep model - FM; DCN 
     python benchmarks/ctr_synthetic_balance.py margins
 
 The knobs (tasks/ctr/data.py: first_order_std, first_order_every, interaction_scale,
-interaction_rank, third_order_scale, interaction_pairs) are not hyper-parameters, so they do not enter a run's id: each balance gets its
-own folder under results/tuning/ctr-criteo-shape/ and each record's `extras.planted` holds what the
-logs it ran on contain. A record already in a folder is not run again.
+interaction_rank, third_order_scale, interaction_pairs, fm_scale, fm_rank) are not hyper-parameters;
+they enter a run's id as the logs' generator version (`CTRTask.generator_version`) and each record's
+`extras.generator` and `extras.planted` hold what the logs it ran on were made with and contain. Each
+balance still gets its own folder under results/tuning/ctr-criteo-shape/, for the margins below.
+A record already in a folder is not run again.
 """
 from __future__ import annotations
 
@@ -23,9 +25,11 @@ DEEP = ("deepfm", "dcn", "autoint", "afn")
 CELLS = ["lr:bp", "fm:bp", "dcn:shallow"] + [f"{m}:bp" for m in DEEP]
 
 
-def folder_name(first_std: float, every: int, scale: float, rank: int, third: float, pairs: int) -> str:
+def folder_name(first_std: float, every: int, scale: float, rank: int, third: float, pairs: int,
+                fm_scale: float = 0.0, fm_rank: int = 2) -> str:
     return (f"first{first_std}-every{every}-inter{scale}" + (f"-rank{rank}" if rank != 4 else "")
-            + (f"-third{third}" if third != 0.4 else "") + (f"-pairs{pairs}" if pairs != 6 else ""))
+            + (f"-third{third}" if third != 0.4 else "") + (f"-pairs{pairs}" if pairs != 6 else "")
+            + (f"-fm{fm_scale}" + (f"x{fm_rank}" if fm_rank != 2 else "") if fm_scale else ""))
 
 
 def run(args) -> None:
@@ -39,9 +43,11 @@ def run(args) -> None:
     torch.set_num_threads(1)
     logs.SYNTHETIC_LOGS["synthetic"] = {"first_order_std": args.first_std, "first_order_every": args.every,
                                         "interaction_scale": args.scale, "interaction_rank": args.rank,
-                                        "third_order_scale": args.third, "interaction_pairs": args.pairs}
+                                        "third_order_scale": args.third, "interaction_pairs": args.pairs,
+                                        "fm_scale": args.fm_scale, "fm_rank": args.fm_rank}
     overrides = dict(item.split("=", 1) for item in args.set)
-    here = OUT / (folder_name(args.first_std, args.every, args.scale, args.rank, args.third, args.pairs)
+    here = OUT / (folder_name(args.first_std, args.every, args.scale, args.rank, args.third, args.pairs,
+                              args.fm_scale, args.fm_rank)
                   + "".join(f"-{k}{v}" for k, v in sorted(overrides.items())))  # overrides: a folder apart
     cells = [c for c in CELLS if c.split(":")[0] not in args.skip and (not args.only or c in args.only)]
     for cell in cells:
@@ -88,6 +94,8 @@ def main() -> None:
     go.add_argument("--rank", type=int, default=4)
     go.add_argument("--third", type=float, default=0.4, help="third_order_scale")
     go.add_argument("--pairs", type=int, default=6, help="interaction_pairs")
+    go.add_argument("--fm-scale", type=float, default=0.0, help="fm_scale (a factorization machine's term)")
+    go.add_argument("--fm-rank", type=int, default=2, help="fm_rank")
     go.add_argument("--seeds", type=int, nargs="+", default=[0])
     go.add_argument("--skip", nargs="*", default=[], help="models to leave out (e.g. autoint, the slowest)")
     go.add_argument("--only", nargs="*", default=[], help="cells to run, e.g. fm:bp (default: all)")

@@ -164,6 +164,14 @@ class Task:
         """
         return self.fingerprint(self.load_data(dataset, hp, 0, scale, torch.device("cpu")))
 
+    def generator_version(self, dataset: str) -> str | None:
+        """For built-in data the task generates itself with settings that are not hyper-parameters:
+        a short hash of those settings (``harness.identity.settings_version``). It enters the run id,
+        so a changed generator makes new runs instead of reusing old records; record it too (in
+        ``extras``). None (the default): the dataset's name and the hyper-parameters say what its data
+        is, and its run ids are what they always were."""
+        return None
+
     def build_model(self, model: str, hp: TrainHParams, data: Any) -> nn.Module:
         raise NotImplementedError
 

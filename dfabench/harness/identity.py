@@ -6,6 +6,10 @@
   elsewhere are the same run, other files under the same path are not. Cache locations
   (``Task.cache_location_fields``) do not enter it at all. With no location set the key is exactly
   what it always was, so the ids of existing records do not change.
+* Built-in data a task generates itself may have a generator whose settings are not
+  hyper-parameters (``Task.generator_version``: a short hash of those settings, None by default). It
+  enters the hash only where a task gives one, so that changed settings make new runs while every
+  other dataset keeps the id it always had.
 * ``overrides`` is what the user's ``--set`` changed, value by value, against the task's own rules:
   tables keep such runs in their own row (the id already tells them apart).
 * ``scrub`` takes absolute paths out of the strings of a record (error messages, tracebacks, the
@@ -28,10 +32,14 @@ from ..cache import cache_dir
 _GENERATED = re.compile(r"^(\..*|processed|__pycache__|.*\.dfabench-.*)$")
 
 
-def run_id(domain: str, dataset: str, model: str, method: str, scale: str, hparams: dict[str, Any], seed: int) -> str:
+def run_id(domain: str, dataset: str, model: str, method: str, scale: str, hparams: dict[str, Any], seed: int,
+           generator: str | None = None) -> str:
     """Content hash of what defines a run: the same inputs always give the same id."""
-    key = json.dumps({"domain": domain, "dataset": dataset, "model": model, "method": method, "scale": scale,
-                      "hparams": hparams, "seed": seed}, sort_keys=True)
+    fields = {"domain": domain, "dataset": dataset, "model": model, "method": method, "scale": scale,
+              "hparams": hparams, "seed": seed}
+    if generator is not None:  # only then: the ids of data without a generator version stay as they were
+        fields["generator"] = generator
+    key = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -50,6 +58,11 @@ def data_fingerprint(task, hparams: dict[str, Any]) -> str | None:
     for key, value in where.items():
         digest.update(f"{key}={content_hash(str(Path(value).expanduser().resolve()))};".encode())
     return digest.hexdigest()[:16]
+
+
+def settings_version(settings: dict[str, Any]) -> str:
+    """A short hash of a generator's settings (``Task.generator_version``'s usual value)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def id_hparams(task, hparams: dict[str, Any], fingerprint: str | None) -> dict[str, Any]:

@@ -49,7 +49,8 @@ class PlannedRun:
     @property
     def id(self) -> str:
         hparams = identity.id_hparams(self.task, self.hparams.model_dump(mode="json"), self.data)
-        return run_id(self.domain, self.dataset, self.model, self.method, self.scale, hparams, self.seed)
+        return run_id(self.domain, self.dataset, self.model, self.method, self.scale, hparams, self.seed,
+                      self.task.generator_version(self.dataset))
 
     def recorded_hparams(self) -> dict[str, Any]:
         return identity.recorded_hparams(self.task, self.hparams.model_dump(mode="json"), self.data)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from dfabench.check import floor
+from dfabench.harness.identity import settings_version
 from dfabench.hparams import ConfigError
 from dfabench.task import Task, TrainHParams, register_task, tensor_fingerprint
 
@@ -54,7 +55,7 @@ class CTRData:
 @functools.lru_cache(maxsize=4)
 def _encoded(dataset: str, rows: int, path: str | None, min_count: int) -> logs.Encoded:
     if dataset in logs.SYNTHETIC_LOGS:
-        return logs.synthetic(rows, seed=0, **logs.SYNTHETIC_LOGS[dataset])
+        return logs.synthetic(rows, **logs.synthetic_settings(dataset))
     if dataset == "movielens":
         return logs.movielens()
     return logs.criteo(path, min_count)
@@ -75,6 +76,9 @@ class CTRTask(Task):
         y = torch.from_numpy(np.asarray(encoded.y, dtype=np.float32)).to(device)
         splits = {name: torch.from_numpy(idx).to(device) for name, idx in (("train", train), ("val", val), ("test", test))}
         return CTRData(x, y, splits, encoded.field_dims, dataset, encoded.planted)
+
+    def generator_version(self, dataset):
+        return settings_version(logs.synthetic_settings(dataset)) if dataset in logs.SYNTHETIC_LOGS else None
 
     def build_model(self, model, hp: CTRHParams, data: CTRData):
         return MODELS[model](data.field_dims, dim=hp.embedding_dim, hidden=hp.hidden, dropout=hp.dropout,
@@ -112,4 +116,7 @@ class CTRTask(Task):
         return {"batching_share": data.batching_s / data.train_s if data.train_s else None,
                 "base_rate": float(data.y[data.splits["train"]].mean()),
                 "floors": {"auc": floor(0.5, "a random ranking")},
-                **({"planted": data.planted} if data.planted else {})}
+                **({"planted": data.planted} if data.planted else {}),
+                **({"generator": {"version": self.generator_version(data.source),
+                                  "settings": logs.synthetic_settings(data.source)}}
+                   if data.source in logs.SYNTHETIC_LOGS else {})}
