@@ -177,6 +177,69 @@ def test_the_named_synthetic_logs_share_rows_and_differ_in_where_the_signal_lies
     assert "ctr/synthetic/dcn" in cells and "ctr/synthetic-interactions/dcn" in cells
 
 
+def test_the_fm_term_is_what_a_factorization_machine_fits_and_leaves_the_rest_as_it_was():
+    plain = logs.synthetic(20_000, seed=4, interaction_scale=0.0, third_order_scale=0.0)
+    with_fm = logs.synthetic(20_000, seed=4, interaction_scale=0.0, third_order_scale=0.0, fm_scale=1.0)
+    assert np.array_equal(plain.x, with_fm.x) and not np.array_equal(plain.y, with_fm.y)
+    assert plain.planted["interaction_share"] == 0.0
+    assert 0.3 < with_fm.planted["interaction_share"] < 0.7  # unit std beside first-order std 0.3 x 13 fields
+    x = np.random.default_rng(0).integers(0, 3, (50, 4))
+    term = logs.fm_term(x, [3] * 4, 2, np.random.default_rng(1))
+    rng = np.random.default_rng(1)  # the same draws, summed pair by pair
+    u = [rng.normal(0, 1, (3, 2))[x[:, j]] for j in range(4)]
+    pairs = sum((u[a] * u[b]).sum(1) for a in range(4) for b in range(a + 1, 4))
+    assert np.allclose(term, (pairs - pairs.mean()) / pairs.std())
+
+
+def _synthetic_id(dataset="synthetic", model="fm"):
+    (run,), _ = plan([f"ctr/{dataset}/{model}"], ["bp"], "small", [0], check_data=False)
+    return run.id
+
+
+def test_a_synthetic_run_id_follows_its_generator_settings(monkeypatch):
+    """Changed knobs are another run (an old record is not taken as already recorded); the same knobs
+    the same run; data without a generator (MovieLens) keeps the id its committed records hold."""
+    from dfabench.task import get_task
+
+    before = _synthetic_id()
+    assert _synthetic_id() == before
+    monkeypatch.setitem(logs.SYNTHETIC_LOGS, "synthetic", {**logs.SYNTHETIC_LOGS["synthetic"], "interaction_scale": 0.123})
+    assert _synthetic_id() != before
+    assert _synthetic_id("synthetic-interactions") == _synthetic_id("synthetic-interactions")  # the others stay
+    monkeypatch.setitem(logs.SYNTHETIC_LOGS, "synthetic", dict(logs.SYNTHETIC_LOGS["synthetic"]))
+    task = get_task("ctr")
+    assert task.generator_version("movielens") is None and task.generator_version("criteo") is None
+    # the same knobs spelled out as the generator's default give the same version
+    settings = logs.synthetic_settings("synthetic-interactions")
+    monkeypatch.setitem(logs.SYNTHETIC_LOGS, "synthetic-interactions",
+                        {**logs.SYNTHETIC_LOGS["synthetic-interactions"], "fm_scale": settings["fm_scale"]})
+    assert logs.synthetic_settings("synthetic-interactions") == settings
+
+
+def test_a_synthetic_record_says_which_generator_made_its_logs(tmp_path):
+    from dfabench.task import get_task
+
+    (run,), _ = plan(["ctr/synthetic/lr"], ["bp"], "smoke", [0], check_data=False)
+    record = run_one(run, tmp_path)
+    generator = record["extras"]["generator"]
+    assert record["status"] == "ok" and generator["version"] == get_task("ctr").generator_version("synthetic")
+    assert generator["settings"] == logs.synthetic_settings("synthetic")
+
+
+def test_movielens_ids_are_those_of_its_committed_records():
+    import json
+    from pathlib import Path
+
+    from dfabench.verify import planned_from
+
+    runs = Path(__file__).resolve().parent.parent / "results" / "small" / "runs"
+    records = [r for r in map(json.loads, map(Path.read_text, sorted(runs.glob("*.json")))) if r["dataset"] == "movielens"]
+    assert len(records) >= 17
+    for record in records[:6]:
+        assert planned_from(record).id == record["id"]  # verify's own rebuild from the record
+    assert _synthetic_id("movielens", "deepfm") in {r["id"] for r in records}
+
+
 def test_fm_interaction_is_the_sum_over_pairs():
     e = torch.randn(2, 4, 3)
     pairs = sum((e[:, i] * e[:, j]).sum(1) for i in range(4) for j in range(i + 1, 4))
