@@ -15,7 +15,8 @@
   fields with power-law (Zipf) value frequencies and vocabularies from 10 to 10,000, through the
   same bucketing and vocabulary code as Criteo. Clicks follow a planted logit: first-order weights of
   the values, pairwise interactions between planted field pairs (dot products of hidden value
-  vectors) and a third-order interaction, shifted to a base click rate of 0.25 (Criteo: 0.26). The
+  vectors), a third-order interaction and a factorization machine's term over all field pairs
+  (``fm_scale``), shifted to a base click rate of 0.25 (Criteo: 0.26). The
   balance of these is a set of knobs; ``SYNTHETIC_LOGS`` names three settings: ``synthetic``
   (calibrated by BP's margins toward Criteo's), ``synthetic-interactions`` (the stress test: the
   earlier default, mostly rank-4 interactions) and ``synthetic-rank1`` (the stress logs with
@@ -181,13 +182,17 @@ def movielens(directory: Path | None = None) -> Encoded:
 
 # The generator's knobs per named synthetic dataset (the same rows; other clicks). ``synthetic`` is
 # calibrated by BP's margins toward Criteo's (provenance: results/tuning/ctr-criteo-shape, made by
-# benchmarks/ctr_synthetic_balance.py; margins in tasks/ctr/README.md, "The default logs");
+# benchmarks/ctr_synthetic_balance.py, folder first0.5-every1-inter0.63-rank1-third0.0-fm1.85; the
+# margins on 3 seeds in tasks/ctr/README.md, "The default logs"): first-order weights on every field,
+# a factorization machine's own term over all 741 field pairs (what FM fits, and BP's deep models at
+# small scale fit less well), and 6 rank-1 planted pairs on top (what the deep models fit better).
 # ``synthetic-interactions`` is the earlier default, the stress test for DFA's one-scalar error;
-# ``synthetic-rank1`` is that with one-dimensional hidden vectors (a diagnostic).
+# ``synthetic-rank1`` is that with one-dimensional hidden vectors (a diagnostic). Every knob, with the
+# generator's defaults, enters the run ids (``synthetic_settings``, ``CTRTask.generator_version``).
 INTERACTION_HEAVY = {"first_order_std": 0.3, "first_order_every": 3, "interaction_scale": 1.0}
 SYNTHETIC_LOGS: dict[str, dict[str, float]] = {
-    "synthetic": {"first_order_std": 0.5, "first_order_every": 1, "interaction_scale": 0.7, "interaction_rank": 1,
-                  "third_order_scale": 0.0},
+    "synthetic": {"first_order_std": 0.5, "first_order_every": 1, "interaction_scale": 0.63, "interaction_rank": 1,
+                  "third_order_scale": 0.0, "fm_scale": 1.85},
     "synthetic-interactions": INTERACTION_HEAVY,
     "synthetic-rank1": {**INTERACTION_HEAVY, "interaction_rank": 1},
 }
