@@ -111,3 +111,13 @@ def test_a_gzipped_idx_file_is_decompressed_once_and_a_changed_file_is_read_agai
         f.write(b"\0\0\x09\x01" + b"\0" * 8)
     with pytest.raises(DataError, match="not an unsigned-byte IDX file"):
         read_idx(bad)
+
+
+def test_an_idx_cache_that_cannot_be_written_costs_only_a_decompression(tmp_path, monkeypatch):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("DFABENCH_CACHE", str(blocked))
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    write_idx(path, np.arange(4, dtype=np.uint8))
+    np.testing.assert_array_equal(read_idx(path), np.arange(4))
+    assert blocked.read_text().startswith("a file")

@@ -11,6 +11,7 @@ train and test). Sources, in the order a user is most likely to have them:
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import struct
@@ -70,13 +71,14 @@ def read_idx(path: Path) -> np.ndarray:
 
 def _keep(cached: Path, array: np.ndarray) -> None:
     """Best effort: a cache that cannot be written only costs the next process a decompression."""
+    tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.npy")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.npy")
         np.save(tmp, array)
         os.replace(tmp, cached)  # whole or absent: a reader never maps a half-written file
     except OSError:
-        pass
+        with contextlib.suppress(OSError):  # a full disk leaves no partial file behind
+            tmp.unlink(missing_ok=True)
 
 
 def _parse_idx(path: Path, raw: bytes) -> np.ndarray:
