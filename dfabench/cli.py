@@ -194,6 +194,17 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import startup
+
+    startup.pause()  # until the first training loop begins (dfabench/startup.py)
+    try:
+        return _run(args)
+    finally:
+        startup.resume()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import startup
     from .harness.executor import pending, run_local
     from .harness.plan import plan
     from .harness.summary import summarize
@@ -220,6 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.executor == "ray":
         from .harness.ray_executor import run_ray
 
+        startup.resume()  # the workers train; this process waits for hours
         records = run_ray(runs, results, config.device, address=args.address)
     else:
         from .leaderboard.wandb_logging import record_logger, wandb_requested

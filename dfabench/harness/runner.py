@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import alignment
+from .. import alignment, startup
 from ..methods import create
 from ..task import Task, get_task
 from . import identity
@@ -159,6 +159,7 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
     best_value, best_weights, evals_since_best = None, None, 0
     deadline = time.perf_counter() + hp.time_limit_s if hp.time_limit_s else None
     bar = progress(total=hp.epochs, desc=run.label(), leave=False, unit="epoch") if progress else nullcontext()
+    startup.resume()  # the command's imports are done: the collector is back on before the first step
 
     with bar:
         for epoch in range(1, hp.epochs + 1):

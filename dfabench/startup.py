@@ -1,0 +1,31 @@
+"""A command's start without Python's cyclic garbage collector.
+
+Importing torch, the harness and ``torch._dynamo`` (which ``torch.optim`` imports at its first use)
+makes some 300,000 long-lived objects, and the collector walks the growing heap again and again while
+they are made: about 0.4 s of ``dfabench run``'s start on a 2-core machine, net of the one full
+collection that ends the pause (``benchmarks/cli_start.py``). Nothing made while importing is garbage
+worth collecting early, so ``run`` pauses the collector at its start, and ``resume`` collects once and
+turns it back on when the first run's training loop is about to begin; later calls do nothing.
+"""
+from __future__ import annotations
+
+import gc
+
+_paused = False
+
+
+def pause() -> None:
+    """Turn the collector off, unless it already is (then ``resume`` leaves it off)."""
+    global _paused
+    if gc.isenabled():
+        gc.disable()
+        _paused = True
+
+
+def resume() -> None:
+    """End a ``pause``: one full collection, then the collector on again."""
+    global _paused
+    if _paused:
+        _paused = False
+        gc.collect()
+        gc.enable()
