@@ -4,9 +4,11 @@
 
 Prints one line per command: `dfabench --help`, `dfabench list`, and `dfabench run CELL` up to the
 moment its first training epoch starts (the run's own progress bar appears; the process is then
-stopped). Targets (issue 21): under 1 s for --help and list on a quiet 2-core machine, under 3 s
-for run to start training an mlp cell. Run it on a quiet machine: other processes inflate every
-number.
+stopped); then what a plain Python process pays for the libraries under that start: `import torch`,
+and the same with `torch._dynamo`, which torch's optimisers import at their first use (`run` imports
+them with the garbage collector paused, dfabench/startup.py, so it can start in less). Targets
+(issue 21): under 1 s for --help and list on a quiet 2-core machine, under 3 s for run to start
+training an mlp cell. Run it on a quiet machine: other processes inflate every number.
 """
 from __future__ import annotations
 
@@ -28,6 +30,12 @@ def dfabench() -> list[str]:
 def answer_s(args: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(dfabench() + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def import_s(modules: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {modules}"], check=True)
     return time.perf_counter() - start
 
 
@@ -76,6 +84,9 @@ def main() -> None:
             "dfabench list": [answer_s(["list"]) for _ in range(args.repeats)],
             f"dfabench run {args.cell} until training starts": [wall for wall, _ in starts],
             "  the same, CPU time of the process": [cpu for _, cpu in starts],
+            # what no command can avoid: torch, and torch._dynamo, which torch.optim imports at first use
+            "python -c 'import torch'": [import_s("torch") for _ in starts],
+            "python -c 'import torch, torch._dynamo'": [import_s("torch, torch._dynamo") for _ in starts],
         }
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"cpus={os.cpu_count()} load_1min={load:.2f} python={sys.version.split()[0]}")
