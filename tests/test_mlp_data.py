@@ -121,3 +121,19 @@ def test_an_idx_cache_that_cannot_be_written_costs_only_a_decompression(tmp_path
     write_idx(path, np.arange(4, dtype=np.uint8))
     np.testing.assert_array_equal(read_idx(path), np.arange(4))
     assert blocked.read_text().startswith("a file")
+
+
+@pytest.mark.parametrize("damage", ["cut short", "not gzip"])
+def test_a_broken_gzipped_idx_file_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys, damage):
+    monkeypatch.setenv("DFABENCH_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "idx"
+    data.mkdir()
+    write_mnist_dir(data)
+    labels = data / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:30] if damage == "cut short" else b"not gzip at all")
+    results = tmp_path / "res"
+    assert main(["run", "mlp/mnist/mlp", "--method", "bp", "--scale", "smoke", "--results", str(results),
+                 "--set", f"data_dir={data}"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "t10k-labels-idx1-ubyte.gz: not a whole gzip file" in line
+    assert not results.exists() or not any(results.rglob("*.json"))
