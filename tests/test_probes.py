@@ -74,3 +74,33 @@ def test_probe_readme_table_is_the_records(tmp_path):
     assert "dfabench probe depth" in readme and f"{gap:+.3g}" in readme
     assert main(["probe", "depth", "--results", str(tmp_path), "--no-run"]) == 0
     assert main(["probe", "no-such-probe", "--no-run"]) == 2
+
+
+def test_shallow_lands_on_chance_at_16_layers_because_the_fixed_random_features_collapse():
+    """The depth probe's shallow control is at chance (10 %) at 16 layers: at PyTorch's default init each
+    ReLU layer shrinks the spread between inputs, so the fixed random body hands the trained head
+    almost the same vector for every image. Measured on the built models and the probe's records."""
+    from pathlib import Path
+
+    from dfabench.harness.store import iter_records
+
+    def spread_over_shared(cell):
+        (run,), _ = plan([cell], ["shallow"], "small", [0])
+        data = run.task.load_data(run.dataset, run.hparams, 0, run.scale, torch.device("cpu"))
+        torch.manual_seed(0)
+        net = run.task.build_model(run.model, run.hparams, data).eval()
+        head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        seen = []
+        handle = head.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        with torch.no_grad():
+            net(data.train[0][:512])
+        handle.remove()
+        h = seen[0]
+        return float((h - h.mean(0)).norm(dim=1).mean() / h.mean(0).norm())
+
+    assert spread_over_shared("mlp/fashion-mnist/mlp") > 0.5  # 2 layers: inputs stay apart
+    assert spread_over_shared("mlp/fashion-mnist/mlp-depth16") < 1e-3  # 16: one vector for all
+    shallow16 = [r["metrics"]["test"]["accuracy"] for r in iter_records(Path(__file__).resolve().parents[1]
+                                                                     / "results" / "probes" / "depth")
+                 if r["model"] == "mlp-depth16" and r["method"] == "shallow"]
+    assert len(shallow16) == 3 and all(abs(a - 0.1) < 0.01 for a in shallow16)
