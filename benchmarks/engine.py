@@ -1,7 +1,7 @@
 """Time BP, DFA and the paper's TinyDFA training steps on the same models, in one process, and print the ratios.
 
-    python benchmarks/engine.py [--device cpu|cuda] [--steps 50] [--threads 2] [--phases] [--no-sweep]
-        [--no-capture] [--streams] [--out results/bench/engine-cpu-2core.txt]
+    python benchmarks/engine.py [--device cpu|cuda] [--steps 50] [--repeat 1] [--threads 2] [--phases]
+        [--no-sweep] [--no-capture] [--streams] [--split] [--only PARTS] [--out results/bench/engine-cpu-2core.txt]
 
 For each model (a 4x1024 tanh MLP, the NeRF MLP, the suite's 4-block LM Transformer) and a
 width/batch sweep of the MLP (its compute-bound end shows what the arithmetic allows), one line per
@@ -17,23 +17,27 @@ variant:
   ``torch.compile`` on a CPU (the compile time is left out: warm-up steps compile); not in the sweep;
 
 * ``dfa+str`` (``--streams``, CUDA only): DFA with every block on its own CUDA stream;
+* ``dfa+split`` (``--split``, CPU only): DFA's independent block backward passes shared between two
+  host threads of one intra-op thread each, where BP's chain runs every product on both threads;
 
 with the median step time over ``--steps`` steps (all variants of a model alternate step by step, so
-drift in machine load hits them alike), the ratios DFA/BP and DFA/TinyDFA, the ratio of the steps'
+drift in machine load hits them alike; ``--repeat N`` does that N times, prints each ratio's N values
+and reports the median of the N medians, since this VM's speed drifts over minutes), the ratios DFA/BP and DFA/TinyDFA, the ratio of the steps'
 FLOPs (torch's FlopCounterMode: what the arithmetic alone allows; a time ratio above it is host
 overhead), and memory: on CUDA the
 peak allocated bytes of one step; on a CPU (no allocator statistics) the bytes of the activations
 autograd saves for backward during one eager step (parameters excluded), the part a method can change
 ("-" for compiled steps, whose saved tensors live inside the compiled graph).
 
-A last line times the per_point projection as four products against one product of the side-by-side
-matrices (the batched GEMM for equal-shaped points).
+Two last lines time the batched products only DFA could use: the per_point projection as four products
+against one product of the side-by-side matrices, and the MLP's three equal-shaped hidden weight
+gradients as three products against one ``torch.bmm``.
 
 Targets (issue 23), CPU with 2 threads: DFA/BP <= 0.75 on the MLP and the NeRF MLP, <= 0.92 on the
 Transformer, DFA/TinyDFA <= 0.8 on the MLP. (Macro DFA's FLOPs on the Transformer are 0.95 of BP's: the
 0.92 is reachable only by micro DFA.) ``--out FILE`` also writes everything printed to FILE.
-The default run is sized to finish in under 5 minutes on a quiet 2-core machine (estimated from the
-quiet step times of the run before; not yet timed there).
+The default run takes about 3 minutes on a quiet 2-core machine (175 s at def60f8); ``--split`` adds
+a variant to each model, ``--repeat N`` multiplies the timed part by N.
 """
 from __future__ import annotations
 
@@ -53,7 +57,9 @@ from torch import nn
 
 from dfabench.engine import FeedbackOutput, FeedbackPoint
 from dfabench.harness.capture import training_step
+from dfabench.engine.projection import inject as plain_inject
 from dfabench.methods import create
+from dfabench.methods import dfa as dfa_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tinydfa import DFA as TinyDFA, DFALayer  # noqa: E402  (vendored, benchmarks/tinydfa)
@@ -219,26 +225,89 @@ def streamed_dfa_step(model, method, opt, x, loss_fn, device, streams=4):
     return step
 
 
-def variants(build, x, loss_fn, batch_dims, device, capture: bool, dfas=DFA_ONLY, streams: bool = False):
+class _OneThreadWorker:
+    """A host thread that runs injections with one intra-op thread (set once, in that thread)."""
+
+    def __init__(self):
+        import queue
+        import threading
+
+        self.jobs, self.done = queue.Queue(), queue.Queue()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        torch.set_num_threads(1)
+        while True:
+            roots, signals = self.jobs.get()
+            try:
+                plain_inject(roots, signals)
+                self.done.put(None)
+            except BaseException as err:  # handed to the caller, which raises it
+                self.done.put(err)
+
+
+_worker: _OneThreadWorker | None = None
+
+
+def split_inject(roots, signals):
+    """The injection's roots dealt alternately to this thread and the worker, each with one intra-op
+    thread, run at once: the blocks' backward passes are independent under DFA, so they can overlap."""
+    global _worker
+    if _worker is None:
+        _worker = _OneThreadWorker()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _worker.jobs.put((roots[1::2], signals[1::2]))
+        plain_inject(roots[0::2], signals[0::2])
+        err = _worker.done.get()
+    finally:
+        torch.set_num_threads(threads)
+    if err is not None:
+        raise err
+
+
+def split_dfa_step(step):
+    """DFA's step with ``split_inject`` in place of the engine's one-call injection (CPU only; not in the
+    engine: it is not bit-identical to one thread's reductions, and it measurably helps only where the
+    products are small)."""
+    def run():
+        dfa_module.inject = split_inject
+        try:
+            return step()
+        finally:
+            dfa_module.inject = plain_inject
+    return run
+
+
+def variants(build, x, loss_fn, batch_dims, device, capture: bool, dfas=DFA_ONLY, streams: bool = False,
+             split: bool = False):
     """name -> (model, step(), model for memory or None)."""
-    out = {}
-    if streams and device.type == "cuda":
+
+    def prepared(method_name):
         torch.manual_seed(0)
         model = build().to(device)
-        method = create("dfa")
-        method.prepare(model, lambda m=model: m(x), seed=0)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+        method = create(method_name)
+        method.prepare(model, lambda: model(x), seed=0)
+        return model, method, torch.optim.SGD(model.parameters(), lr=1e-4)
+
+    def runner_step(model, method, opt, captured=False):
+        step = training_step(model, method, opt, lambda m, b: m(b), lambda o, b: loss_fn(o), None, device,
+                             capture=captured)
+        return lambda: step(x)
+
+    out = {}
+    if streams and device.type == "cuda":
+        model, method, opt = prepared("dfa")
         out["dfa+str"] = (model, streamed_dfa_step(model, method, opt, x, loss_fn, device), model)
     names = ["bp", *dfas] + ([f"{m}+cap" for m in ("bp", *dfas)] if capture else [])
     for name in names:
-        torch.manual_seed(0)
-        model = build().to(device)
-        method = create(name.split("+")[0])
-        method.prepare(model, lambda m=model: m(x), seed=0)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-        step = training_step(model, method, opt, lambda m, b: m(b), lambda o, b: loss_fn(o), None, device,
-                             capture=name.endswith("+cap"))
-        out[name] = (model, lambda step=step: step(x), None if name.endswith("+cap") else model)
+        model, method, opt = prepared(name.split("+")[0])
+        out[name] = (model, runner_step(model, method, opt, name.endswith("+cap")),
+                     None if name.endswith("+cap") else model)
+    if split and device.type == "cpu":
+        model, method, opt = prepared("dfa")
+        out["dfa+split"] = (model, split_dfa_step(runner_step(model, method, opt)), model)
     torch.manual_seed(0)
     wrapped = TinyDFAModel(build(), batch_dims).to(device)
     opt = torch.optim.SGD(wrapped.parameters(), lr=1e-4)
@@ -264,7 +333,8 @@ def step_flops(step) -> int:
     return counter.get_total_flops()
 
 
-def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, say, dfas=DFA_ONLY, streams=False):
+def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, say, dfas=DFA_ONLY, streams=False,
+          split=False, repeat=1):
     x = x.to(device)
     capture = capture and not name.startswith("sweep")  # the sweep is about arithmetic: eager only
 
@@ -273,17 +343,24 @@ def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, s
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    runners = variants(build, x, loss_fn, batch_dims, device, capture, dfas, streams)
+    runners = variants(build, x, loss_fn, batch_dims, device, capture, dfas, streams, split)
     for _, step, _ in runners.values():  # warm-up (and compile)
         for _ in range(3):
             step()
-    times = {m: [] for m in runners}
-    for _ in range(steps):  # alternate the variants step by step: load drift hits all alike
-        for m, (_, step, _) in runners.items():
-            t0 = now()
-            step()
-            times[m].append((now() - t0) * 1000)
-    median = {m: statistics.median(t) for m, t in times.items()}
+    runs = []  # one dict of medians per repetition
+    for _ in range(repeat):
+        times = {m: [] for m in runners}
+        for _ in range(steps):  # alternate the variants step by step: load drift hits all alike
+            for m, (_, step, _) in runners.items():
+                t0 = now()
+                step()
+                times[m].append((now() - t0) * 1000)
+        runs.append({m: statistics.median(t) for m, t in times.items()})
+    median = {m: statistics.median(run[m] for run in runs) for m in runners}
+
+    def ratio(a, b):
+        """a/b: of the medians, or with repeats the median of the repetitions' ratios."""
+        return statistics.median(run[a] / run[b] for run in runs)
     memory = {}
     for m, (model, step, eager_model) in runners.items():
         if device.type == "cuda":
@@ -300,16 +377,23 @@ def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, s
         say(f"    {m:13s} {median[m]:9.2f} ms   {kind} {mem}")
     flops = {m: step_flops(runners[m][1]) for m in ("bp", *dfas)}
     for m in dfas:
-        ratios = [f"{m}/bp {median[m] / median['bp']:.3f}", f"flops {m}/bp {flops[m] / flops['bp']:.3f}"]
+        ratios = [f"{m}/bp {ratio(m, 'bp'):.3f}", f"flops {m}/bp {flops[m] / flops['bp']:.3f}"]
         if m == dfas[-1]:  # the one that, like TinyDFA, acts at every point
-            ratios.append(f"{m}/tinydfa {median[m] / median['tinydfa']:.3f}")
+            ratios.append(f"{m}/tinydfa {ratio(m, 'tinydfa'):.3f}")
         if f"{m}+cap" in median:
-            ratios += [f"captured {m}/bp {median[f'{m}+cap'] / median['bp+cap']:.3f}",
-                       f"{m} captured/eager {median[f'{m}+cap'] / median[m]:.3f}"]
+            ratios += [f"captured {m}/bp {ratio(f'{m}+cap', 'bp+cap'):.3f}",
+                       f"{m} captured/eager {ratio(f'{m}+cap', m):.3f}"]
         if m == "dfa" and "dfa+str" in median:
-            ratios.append(f"streams dfa/bp {median['dfa+str'] / median['bp']:.3f}")
+            ratios.append(f"streams dfa/bp {ratio('dfa+str', 'bp'):.3f}")
+        if m == "dfa" and "dfa+split" in median:
+            ratios.append(f"split dfa/bp {ratio('dfa+split', 'bp'):.3f}")
         ratios.append(f"memory {m}/bp {memory[m] / memory['bp']:.2f}")
         say("    " + "   ".join(ratios))
+    if repeat > 1:
+        for m in [d for d in runners if d not in ("bp", "tinydfa")]:
+            values = sorted(run[m] / run["bp"] for run in runs)
+            say(f"    {m}/bp in {repeat} runs of {steps} steps: " + " ".join(f"{v:.3f}" for v in values) +
+                f"   (median {statistics.median(values):.3f})")
     if phases:
         say("    " + phase_line(runners, loss_fn, x, now, steps, dfas))
     return median
@@ -338,6 +422,26 @@ def phase_line(runners, loss_fn, x, now, steps, dfas=DFA_ONLY) -> str:
             "  ".join(f"{m} {' / '.join(f'{v:.2f}' for v in parts[m])}" for m in parts))
 
 
+def median_us(fn, calls, device) -> float:
+    """Median wall time of ``fn()`` in microseconds over ``calls`` calls, after a short warm-up."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e6)
+    return statistics.median(times)
+
+
+def apart_and_together(apart, together, calls, device) -> tuple[float, float, bool]:
+    """Times of the separate products and the batched one, and whether they give the same bits."""
+    equal = all(torch.equal(a, b) for a, b in zip(apart(), together()))
+    return median_us(apart, calls, device), median_us(together, calls, device), equal
+
+
 def projection_line(device, steps, say) -> None:
     """per_point feedback on the 4x1024 MLP: four products e B_i against one product with the B_i side by
     side (one GEMM for equal-shaped points), then sliced; and whether the slices are bit-equal."""
@@ -346,40 +450,43 @@ def projection_line(device, steps, say) -> None:
     mats = [torch.randn(10, 1024, generator=g).to(device) for _ in range(4)]
     wide = torch.cat(mats, 1)
 
-    def apart():
-        return [e @ B for B in mats]
-
     def together():
         out = e @ wide
         return [out[:, i * 1024:(i + 1) * 1024] for i in range(4)]
 
-    times = {}
-    for name, fn in (("apart", apart), ("together", together)):
-        for _ in range(5):
-            fn()
-        t = []
-        for _ in range(steps * 10):
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t.append((time.perf_counter() - t0) * 1e6)
-        times[name] = statistics.median(t)
-    equal = all(torch.equal(a, b) for a, b in zip(apart(), together()))
-    say(f"per_point projection, 4 points x 1024, batch 256, 10 outputs: 4 products {times['apart']:.1f} us, "
-        f"one stacked product {times['together']:.1f} us ({times['together'] / times['apart']:.2f}); "
-        f"bit-equal: {equal}")
+    apart_us, together_us, equal = apart_and_together(lambda: [e @ B for B in mats], together, steps * 10, device)
+    say(f"per_point projection, 4 points x 1024, batch 256, 10 outputs: 4 products {apart_us:.1f} us, "
+        f"one stacked product {together_us:.1f} us ({together_us / apart_us:.2f}); bit-equal: {equal}")
+
+
+def batched_weight_gradient_line(device, steps, say) -> None:
+    """The 4x1024 MLP's three equal-shaped hidden weight gradients dW_i = delta_i^T h_i: three products
+    (what autograd runs for DFA's independent blocks) against one batched product (torch.bmm), which only
+    DFA could issue, since BP's chain hands block i its delta only after block i+1 is done."""
+    g = torch.Generator().manual_seed(0)
+    deltas = [torch.randn(256, 1024, generator=g).to(device) for _ in range(3)]
+    inputs = [torch.randn(256, 1024, generator=g).to(device) for _ in range(3)]
+    stacked_deltas, stacked_inputs = torch.stack(deltas).transpose(1, 2), torch.stack(inputs)
+    apart_us, together_us, equal = apart_and_together(
+        lambda: [d.t().mm(h) for d, h in zip(deltas, inputs)], lambda: torch.bmm(stacked_deltas, stacked_inputs),
+        steps, device)
+    say(f"hidden weight gradients of the 4x1024 MLP, batch 256: 3 products {apart_us / 1000:.2f} ms, one batched "
+        f"product {together_us / 1000:.2f} ms ({together_us / apart_us:.2f}); bit-equal: {equal}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per variant (median of these)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="time the steps this many times and report the median of the medians")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2, the targets' setting)")
     parser.add_argument("--phases", action="store_true", help="also time forward, backward and optimiser step apart")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the MLP width/batch sweep")
     parser.add_argument("--no-capture", dest="capture", action="store_false", help="skip the captured steps")
     parser.add_argument("--streams", action="store_true", help="CUDA: also DFA with every block on its own stream")
+    parser.add_argument("--split", action="store_true",
+                        help="CPU: also DFA with its block backward passes split between two one-thread host threads")
     parser.add_argument("--only", help="comma-separated parts of model names to run (e.g. mlp-4x1024,nerf)")
     parser.add_argument("--out", help="also write the output to this file (line by line, so a cut run keeps its part)")
     args = parser.parse_args()
@@ -396,15 +503,16 @@ def main():
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     say(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}), load average {load} at start; median of {args.steps} "
-        "steps per variant, alternating step by step")
+        f"steps per variant, alternating step by step" + (f", {args.repeat} times" if args.repeat > 1 else ""))
     started = time.perf_counter()
     only = [part.strip() for part in args.only.split(",")] if args.only else None
     for name, build, x, loss_fn, batch_dims, dfas in cases(device, args.sweep):
         if only and not any(part in name for part in only):
             continue
         bench(name, build, x, loss_fn, batch_dims, device, args.steps, args.capture, args.phases, say, dfas,
-              args.streams)
+              args.streams, args.split, args.repeat)
     projection_line(device, args.steps, say)
+    batched_weight_gradient_line(device, args.steps, say)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     say(f"total {time.perf_counter() - started:.0f} s, load average {load} at the end")
     if out is not None:

@@ -76,3 +76,32 @@ def test_tinydfa_gives_our_micro_dfa_gradients_on_the_lm_transformer():
     for (name, a), b in zip(ours.named_parameters(), theirs.model.parameters()):
         assert a.grad is not None and a.grad.abs().sum() > 0, name
         torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_the_benchmarks_split_injection_gives_the_one_call_injections_gradients():
+    """benchmarks/engine.py --split deals DFA's independent block backward passes to two host threads;
+    every parameter must get the gradient the engine's one injection call gives (float64: to rounding,
+    since one intra-op thread sums in another order), and the thread count is restored."""
+    from engine import split_dfa_step
+    from dfabench.tasks.lm.models import PaperTransformer
+
+    tokens = torch.randint(0, 50, (3, 8), generator=torch.Generator().manual_seed(1))
+
+    def grads(split: bool):
+        torch.manual_seed(0)
+        model = PaperTransformer(vocab_size=50, context=8, layers=3, d_model=16, heads=2, d_ff=32, dropout=0.0)
+        method = create("dfa")
+        method.prepare(model, lambda: model(tokens), seed=0)
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            method.backward(model(tokens), lambda out: F.cross_entropy(out.reshape(-1, 50), tokens.reshape(-1)))
+        (split_dfa_step(step) if split else step)()
+        return {name: p.grad for name, p in model.named_parameters()}
+
+    threads = torch.get_num_threads()
+    one_call, split = grads(False), grads(True)
+    assert torch.get_num_threads() == threads
+    for name, grad in one_call.items():
+        assert grad is not None and grad.abs().sum() > 0, name
+        torch.testing.assert_close(split[name], grad, msg=name)
