@@ -6,6 +6,7 @@ every parameter agrees within atol 1e-6, rtol 1e-5 (seen: 1.5e-8).
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 import pytest
@@ -109,3 +110,70 @@ def test_capture_is_a_recorded_hyper_parameter_with_its_own_id():
     assert eager.id != captured.id
     assert "capture" not in eager.recorded_hparams()  # ids made before capture existed are unchanged
     assert captured.recorded_hparams()["capture"] is True and captured.overrides["capture"] is True
+
+
+class _StandInGraph:
+    """torch.cuda's graph API on a CPU, for CudaGraphStep's bookkeeping only: a real capture records the
+    step's kernels without running them and a replay runs them again; here the capture block runs once
+    (its update is undone like the warm-up's) and a replay re-runs the step on the static batch."""
+
+    def __init__(self):
+        self.replay = None  # set by the test to re-run the captured step
+
+    @staticmethod
+    def patch(monkeypatch):
+        class Stream:
+            def __init__(self, *args, **kwargs):
+                pass
+
+            def wait_stream(self, other):
+                pass
+
+        monkeypatch.setattr(torch.cuda, "Stream", Stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+        monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", _StandInGraph)
+        monkeypatch.setattr(torch.cuda, "graph", lambda graph: contextlib.nullcontext())
+
+
+@pytest.mark.parametrize("method_name, optimizer", [("bp", "adam"), ("dfa", "adam"), ("dfa", "sgd")])
+def test_the_cuda_graph_step_follows_the_eager_trajectory(monkeypatch, method_name, optimizer):
+    """The warm-up steps before capture train; CudaGraphStep undoes them (parameters restored in place,
+    optimiser moments and step counts zeroed), so the captured run's parameters after each step are the
+    eager run's, bit for bit; a batch of another shape (an epoch's short last batch) runs eagerly. The
+    graph API is stood in for (no GPU here): benchmarks/cuda_check.py checks the real graph on a GPU."""
+    from dfabench.harness.optim import build_optimizer
+    from dfabench.task import TrainHParams
+
+    _StandInGraph.patch(monkeypatch)
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(4)]
+    batches.append((torch.randn(5, 6, generator=g), torch.randint(0, 3, (5,), generator=g)))  # short last batch
+    hp = TrainHParams(optimizer=optimizer, lr=0.05, momentum=0.9, epochs=1, batch_size=8)
+
+    def run(graph: bool):
+        model = tiny_mlp()
+        method = create(method_name)
+        method.prepare(model, lambda: model(batches[0][0]), seed=0)
+        opt = build_optimizer(model.parameters(), hp)
+        args = (model, method, opt, lambda m, b: m(b[0]), lambda out, b: F.cross_entropy(out, b[1]), 0.5)
+        step = capture.CudaGraphStep(*args, torch.device("cpu")) if graph else capture.eager_step(*args)
+        if graph:
+            recorded = step._capture
+
+            def capture_and_stand_in(batch, signature):
+                recorded(batch, signature)
+                step.graph.replay = lambda: step.static_loss.copy_(step.eager(step.static_batch))
+            step._capture = capture_and_stand_in
+        trajectory = []
+        for batch in batches:
+            step(batch)
+            trajectory.append([p.detach().clone() for p in model.parameters()])
+        return trajectory
+
+    eager, graph = run(False), run(True)
+    start = list(tiny_mlp().parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(eager[0], start))  # the first step trained
+    for step_eager, step_graph in zip(eager, graph):
+        for a, b in zip(step_eager, step_graph):
+            assert torch.equal(a, b)
