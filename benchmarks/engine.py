@@ -22,12 +22,12 @@ variant:
 
 with the median step time over ``--steps`` steps (all variants of a model alternate step by step, so
 drift in machine load hits them alike; ``--repeat N`` does that N times, prints each ratio's N values
-and reports the median of the N medians, since this VM's speed drifts over minutes), the ratios DFA/BP and DFA/TinyDFA, the ratio of the steps'
-FLOPs (torch's FlopCounterMode: what the arithmetic alone allows; a time ratio above it is host
-overhead), and memory: on CUDA the
-peak allocated bytes of one step; on a CPU (no allocator statistics) the bytes of the activations
-autograd saves for backward during one eager step (parameters excluded), the part a method can change
-("-" for compiled steps, whose saved tensors live inside the compiled graph).
+and reports their median, since this VM's speed drifts over minutes), the ratios DFA/BP and
+DFA/TinyDFA, the ratio of the steps' FLOPs (torch's FlopCounterMode: what the arithmetic alone allows;
+a time ratio above it is host overhead), and memory: on CUDA the peak allocated bytes of one step; on
+a CPU (no allocator statistics) the bytes of the activations autograd saves for backward during one
+eager step (parameters excluded), the part a method can change ("-" for compiled steps, whose saved
+tensors live inside the compiled graph).
 
 Two last lines time the batched products only DFA could use: the per_point projection as four products
 against one product of the side-by-side matrices, and the MLP's three equal-shaped hidden weight
@@ -36,8 +36,9 @@ gradients as three products against one ``torch.bmm``.
 Targets (issue 23), CPU with 2 threads: DFA/BP <= 0.75 on the MLP and the NeRF MLP, <= 0.92 on the
 Transformer, DFA/TinyDFA <= 0.8 on the MLP. (Macro DFA's FLOPs on the Transformer are 0.95 of BP's: the
 0.92 is reachable only by micro DFA.) ``--out FILE`` also writes everything printed to FILE.
-The default run takes about 3 minutes on a quiet 2-core machine (175 s at def60f8); ``--split`` adds
-a variant to each model, ``--repeat N`` multiplies the timed part by N.
+The default run takes about 3 minutes on a quiet 2-core machine (175 s at def60f8; with ``--split``,
+which adds a variant to each model, 311 s at 169602b on a slower day); ``--repeat N`` multiplies the
+timed part by N.
 """
 from __future__ import annotations
 
@@ -233,6 +234,7 @@ class _OneThreadWorker:
         import threading
 
         self.jobs, self.done = queue.Queue(), queue.Queue()
+        self.jobs_done = 0
         threading.Thread(target=self._loop, daemon=True).start()
 
     def _loop(self):
@@ -241,6 +243,7 @@ class _OneThreadWorker:
             roots, signals = self.jobs.get()
             try:
                 plain_inject(roots, signals)
+                self.jobs_done += 1
                 self.done.put(None)
             except BaseException as err:  # handed to the caller, which raises it
                 self.done.put(err)

@@ -82,7 +82,7 @@ def test_the_benchmarks_split_injection_gives_the_one_call_injections_gradients(
     """benchmarks/engine.py --split deals DFA's independent block backward passes to two host threads;
     every parameter must get the gradient the engine's one injection call gives (float64: to rounding,
     since one intra-op thread sums in another order), and the thread count is restored."""
-    from engine import split_dfa_step
+    import engine
     from dfabench.tasks.lm.models import PaperTransformer
 
     tokens = torch.randint(0, 50, (3, 8), generator=torch.Generator().manual_seed(1))
@@ -96,11 +96,14 @@ def test_the_benchmarks_split_injection_gives_the_one_call_injections_gradients(
         def step():
             model.zero_grad(set_to_none=True)
             method.backward(model(tokens), lambda out: F.cross_entropy(out.reshape(-1, 50), tokens.reshape(-1)))
-        (split_dfa_step(step) if split else step)()
+        (engine.split_dfa_step(step) if split else step)()
         return {name: p.grad for name, p in model.named_parameters()}
 
     threads = torch.get_num_threads()
-    one_call, split = grads(False), grads(True)
+    one_call = grads(False)
+    jobs_before = engine._worker.jobs_done if engine._worker is not None else 0
+    split = grads(True)
+    assert engine._worker.jobs_done == jobs_before + 1  # the worker thread ran its share of the roots
     assert torch.get_num_threads() == threads
     for name, grad in one_call.items():
         assert grad is not None and grad.abs().sum() > 0, name
