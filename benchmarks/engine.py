@@ -29,9 +29,12 @@ a CPU (no allocator statistics) the bytes of the activations autograd saves for 
 eager step (parameters excluded), the part a method can change ("-" for compiled steps, whose saved
 tensors live inside the compiled graph).
 
-Two last lines time the batched products only DFA could use: the per_point projection as four products
-against one product of the side-by-side matrices, and the MLP's three equal-shaped hidden weight
-gradients as three products against one ``torch.bmm``.
+Two lines then time the batched products only DFA could use: the per_point projection as four
+products against one product of the side-by-side matrices, and the MLP's three equal-shaped hidden
+weight gradients as three products against one ``torch.bmm``. A last line (when the 4x1024 MLP is
+run) sets the engine's BP and DFA steps against the same steps written by hand with plain tensor ops
+(``HandWrittenMLP``; tested to compute the engine's gradients): how close the engine is to the work
+both methods must do, and the DFA/BP ratio any implementation would get on this machine.
 
 Targets (issue 23), CPU with 2 threads: DFA/BP <= 0.75 on the MLP and the NeRF MLP, <= 0.92 on the
 Transformer, DFA/TinyDFA <= 0.8 on the MLP. (Macro DFA's FLOPs on the Transformer are 0.95 of BP's: the
@@ -57,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dfabench.engine import FeedbackOutput, FeedbackPoint
+from dfabench.engine.feedback import FEEDBACK_PREFIX
 from dfabench.harness.capture import training_step
 from dfabench.engine.projection import inject as plain_inject
 from dfabench.methods import create
@@ -336,29 +340,45 @@ def step_flops(step) -> int:
     return counter.get_total_flops()
 
 
+def clock(device):
+    """perf_counter, after waiting for the GPU's queued work on CUDA."""
+    def now():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+    return now
+
+
+def say_runs(say, label, values, steps) -> None:
+    """One line with a ratio's value in every repetition, sorted, and their median."""
+    values = sorted(values)
+    say(f"    {label} in {len(values)} runs of {steps} steps: " + " ".join(f"{v:.3f}" for v in values) +
+        f"   (median {statistics.median(values):.3f})")
+
+
+def alternate(steps_by_name, steps, now) -> dict[str, float]:
+    """Median ms of each step over ``steps`` rounds, the steps alternating within a round, so that drift
+    in machine load hits them alike."""
+    times = {name: [] for name in steps_by_name}
+    for _ in range(steps):
+        for name, step in steps_by_name.items():
+            t0 = now()
+            step()
+            times[name].append((now() - t0) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, say, dfas=DFA_ONLY, streams=False,
           split=False, repeat=1):
     x = x.to(device)
     capture = capture and not name.startswith("sweep")  # the sweep is about arithmetic: eager only
 
-    def now():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
+    now = clock(device)
     runners = variants(build, x, loss_fn, batch_dims, device, capture, dfas, streams, split)
     for _, step, _ in runners.values():  # warm-up (and compile)
         for _ in range(3):
             step()
-    runs = []  # one dict of medians per repetition
-    for _ in range(repeat):
-        times = {m: [] for m in runners}
-        for _ in range(steps):  # alternate the variants step by step: load drift hits all alike
-            for m, (_, step, _) in runners.items():
-                t0 = now()
-                step()
-                times[m].append((now() - t0) * 1000)
-        runs.append({m: statistics.median(t) for m, t in times.items()})
+    runs = [alternate({m: step for m, (_, step, _) in runners.items()}, steps, now) for _ in range(repeat)]
     median = {m: statistics.median(run[m] for run in runs) for m in runners}
 
     def ratio(a, b):
@@ -394,9 +414,7 @@ def bench(name, build, x, loss_fn, batch_dims, device, steps, capture, phases, s
         say("    " + "   ".join(ratios))
     if repeat > 1:
         for m in [d for d in runners if d not in ("bp", "tinydfa")]:
-            values = sorted(run[m] / run["bp"] for run in runs)
-            say(f"    {m}/bp in {repeat} runs of {steps} steps: " + " ".join(f"{v:.3f}" for v in values) +
-                f"   (median {statistics.median(values):.3f})")
+            say_runs(say, f"{m}/bp", [run[m] / run["bp"] for run in runs], steps)
     if phases:
         say("    " + phase_line(runners, loss_fn, x, now, steps, dfas))
     return median
@@ -477,6 +495,90 @@ def batched_weight_gradient_line(device, steps, say) -> None:
         f"product {together_us / 1000:.2f} ms ({together_us / apart_us:.2f}); bit-equal: {equal}")
 
 
+class HandWrittenMLP:
+    """The 4x1024 tanh MLP's SGD step written out by hand with plain tensor ops, no autograd: BP's
+    (every layer's input gradient down the chain) and DFA's (the error projected once, then each
+    layer's weight gradient alone). What any implementation of either must compute, so their ratio is
+    what this machine allows DFA on this model, and the engine's steps can be set against them."""
+
+    def __init__(self, model: TanhMLP, B: torch.Tensor, lr=1e-4):
+        layers = [m for m in model.body if isinstance(m, nn.Linear)] + [model.head]
+        self.weights = [layer.weight.detach().clone() for layer in layers]
+        self.biases = [layer.bias.detach().clone() for layer in layers]
+        self.B, self.lr = B, lr
+
+    def _forward(self, x):
+        hs = [x]
+        for W, b in zip(self.weights[:-1], self.biases[:-1]):
+            hs.append(torch.tanh(torch.addmm(b, hs[-1], W.t())))
+        return hs, torch.addmm(self.biases[-1], hs[-1], self.weights[-1].t())
+
+    def _update(self, grads):
+        for param, grad in zip([*self.weights, *self.biases], grads):
+            param.add_(grad, alpha=-self.lr)
+
+    def step(self, x, labels, method: str):
+        self._update(self.gradients(x, labels, method))
+
+    def gradients(self, x, labels, method: str) -> list[torch.Tensor]:
+        """Every weight's gradient, then every bias's, in the model's layer order."""
+        hs, logits = self._forward(x)
+        e = torch.softmax(logits, 1)  # dL/dlogits of the mean cross-entropy
+        e[torch.arange(len(labels)), labels] -= 1
+        e /= len(labels)
+        dWs, dbs = [e.t().mm(hs[-1])], [e.sum(0)]
+        if method == "bp":
+            grad = e.mm(self.weights[-1])
+            for i in range(len(self.weights) - 2, -1, -1):
+                delta = grad * (1 - hs[i + 1] * hs[i + 1])
+                dWs.insert(0, delta.t().mm(hs[i]))
+                dbs.insert(0, delta.sum(0))
+                if i > 0:  # the input needs no gradient
+                    grad = delta.mm(self.weights[i])
+        else:
+            projected = e.mm(self.B)  # one product for every layer (all 1024 wide)
+            for i in range(len(self.weights) - 2, -1, -1):
+                delta = projected * (1 - hs[i + 1] * hs[i + 1])
+                dWs.insert(0, delta.t().mm(hs[i]))
+                dbs.insert(0, delta.sum(0))
+        return [*dWs, *dbs]
+
+
+def hand_written_line(device, steps, say, repeat=1) -> None:
+    """The engine's BP and DFA steps on the 4x1024 MLP against the same steps written by hand,
+    alternating step by step: engine/hand near 1 means the engine adds nothing over the arithmetic and
+    element-wise work both methods must do, and hand DFA/BP is the floor for any implementation here."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 784, generator=g).to(device)
+    y = torch.randint(0, 10, (256,), generator=g).to(device)
+    steps_by_name, models = {}, {}
+    for name in ("bp", "dfa"):
+        torch.manual_seed(0)
+        model = models[name] = TanhMLP().to(device)
+        method = create(name)
+        method.prepare(model, lambda m=model: m(x), seed=0)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+        step = training_step(model, method, opt, lambda m, b: m(b), lambda o, b: F.cross_entropy(o, y), None, device,
+                             capture=False)
+        steps_by_name[name] = lambda step=step: step(x)
+    hand = HandWrittenMLP(TanhMLP().to(device), getattr(models["dfa"], f"{FEEDBACK_PREFIX}default"))
+    steps_by_name["hand bp"] = lambda: hand.step(x, y, "bp")
+    steps_by_name["hand dfa"] = lambda: hand.step(x, y, "dfa")
+    for step in steps_by_name.values():
+        for _ in range(3):
+            step()
+    runs = [alternate(steps_by_name, steps, clock(device)) for _ in range(repeat)]
+    ms = {name: statistics.median(run[name] for run in runs) for name in steps_by_name}
+    say(f"hand-written steps of the 4x1024 MLP, batch 256: bp {ms['hand bp']:.2f} ms, dfa {ms['hand dfa']:.2f} ms, "
+        f"dfa/bp {ms['hand dfa'] / ms['hand bp']:.3f}; the engine's bp {ms['bp']:.2f} ms "
+        f"({ms['bp'] / ms['hand bp']:.3f} of hand), dfa {ms['dfa']:.2f} ms ({ms['dfa'] / ms['hand dfa']:.3f} of hand), "
+        f"dfa/bp {ms['dfa'] / ms['bp']:.3f}")
+    if repeat > 1:
+        for label, (a, b) in {"hand dfa/bp": ("hand dfa", "hand bp"), "engine dfa/bp": ("dfa", "bp"),
+                              "engine/hand bp": ("bp", "hand bp"), "engine/hand dfa": ("dfa", "hand dfa")}.items():
+            say_runs(say, label, [run[a] / run[b] for run in runs], steps)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -516,6 +618,8 @@ def main():
               args.streams, args.split, args.repeat)
     projection_line(device, args.steps, say)
     batched_weight_gradient_line(device, args.steps, say)
+    if not only or any(part in "mlp-4x1024-tanh" for part in only):
+        hand_written_line(device, args.steps, say, args.repeat)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     say(f"total {time.perf_counter() - started:.0f} s, load average {load} at the end")
     if out is not None:

@@ -108,3 +108,29 @@ def test_the_benchmarks_split_injection_gives_the_one_call_injections_gradients(
     for name, grad in one_call.items():
         assert grad is not None and grad.abs().sum() > 0, name
         torch.testing.assert_close(split[name], grad, msg=name)
+
+
+@pytest.mark.parametrize("method_name", ["bp", "dfa"])
+def test_the_benchmarks_hand_written_mlp_step_computes_the_engines_gradients(method_name):
+    """benchmarks/engine.py times the engine's MLP steps against hand-written ones as the floor any
+    implementation has: that floor must be the same computation, gradient for gradient."""
+    import engine
+
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(7, 8, generator=g), torch.randint(0, 3, (7,), generator=g)
+    torch.manual_seed(0)
+    model = engine.TanhMLP(width=16, depth=4, inputs=8, classes=3)
+    method = create(method_name)
+    method.prepare(model, lambda: model(x), seed=0)
+    method.backward(model(x), lambda out: F.cross_entropy(out, y))
+    B = getattr(model, f"{FEEDBACK_PREFIX}default", None)
+    hand = engine.HandWrittenMLP(model, B).gradients(x, y, method_name)
+    layers = [m for m in model.body if isinstance(m, torch.nn.Linear)] + [model.head]
+    ours = [layer.weight.grad for layer in layers] + [layer.bias.grad for layer in layers]
+    assert len(hand) == len(ours) == 10
+    for a, b in zip(ours, hand):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(b, a)
+    if method_name == "dfa":  # and it is not BP's: the hidden layers get the projected error
+        bp = engine.HandWrittenMLP(model, None).gradients(x, y, "bp")
+        assert not torch.allclose(bp[0], hand[0])
