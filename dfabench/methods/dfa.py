@@ -15,6 +15,7 @@ One step:
 from __future__ import annotations
 
 import torch
+from torch.autograd.graph import get_gradient_edge
 
 from ..engine.feedback import FeedbackMatrices, FeedbackOptions
 from ..engine.projection import FeedbackShapeError, ProjectionPlans, inject  # noqa: F401  (re-exported)
@@ -83,21 +84,13 @@ class DFA(Method):
 
         plans = self.plans.lookup(outputs, points)
         keep = params is not None or self.keep_signals  # only the alignment probe reads the signals
-        kept: list[tuple[object, torch.Tensor]] = []
-        roots, signals = [], []
-        for record, error, plan in zip(outputs, errors, plans):
-            if error is None:
-                error = torch.zeros_like(record.leaf)
-            if record.value.requires_grad:
-                roots.append(record.value)
-                signals.append(error)
-            if plan is not None:
-                for index, signal in plan.signals(self._feedback_error(record, error)):
-                    roots.append(points[index][1])
-                    signals.append(signal)
-                    if keep:
-                        kept.append((points[index][0], signal))
-        self.last_signals = kept
+        # Into .grad, the roots go to the engine as graph edges and no reference to the tensors is kept
+        # (the router's records are dropped here): each block's output h_i then lives only in its
+        # graph's saved tensors, which the engine frees block by block, as it frees BP's. Held as
+        # tensors, every h_i would stay alive until the last block's backward (a higher peak than BP's).
+        roots, signals, self.last_signals = self._deliveries(outputs, errors, plans, points, keep,
+                                                            edges=params is None)
+        del outputs, points, errors
 
         if params is None:
             if roots:
@@ -105,6 +98,26 @@ class DFA(Method):
             return loss, None
         injected = torch.autograd.grad(roots, params, signals, allow_unused=True) if roots else [None] * len(params)
         return loss, [_add(a, b) for a, b in zip(local, injected)]
+
+    def _deliveries(self, outputs, errors, plans, points, keep: bool, edges: bool):
+        """The engine's roots (tensors, or their graph edges when ``edges``) with their signals: each
+        output's own error, then every point's share of the projection; and the kept (point, signal)s."""
+        root = get_gradient_edge if edges else _tensor
+        kept: list[tuple[object, torch.Tensor]] = []
+        roots, signals = [], []
+        for record, error, plan in zip(outputs, errors, plans):
+            if error is None:
+                error = torch.zeros_like(record.leaf)
+            if record.value.requires_grad:
+                roots.append(root(record.value))
+                signals.append(error)
+            if plan is not None:
+                for index, signal in plan.signals(self._feedback_error(record, error)):
+                    roots.append(root(points[index][1]))
+                    signals.append(signal)
+                    if keep:
+                        kept.append((points[index][0], signal))
+        return roots, signals, kept
 
     def _feedback_error(self, record: OutputRecord, error: torch.Tensor) -> torch.Tensor:
         """What is projected to the points: the output error e (DRTP projects the target instead)."""
@@ -114,6 +127,10 @@ class DFA(Method):
 def _feedback_seed(run_seed: int) -> int:
     # Decoupled from the run seed's global stream, but still a function of it.
     return 1_000_003 * (run_seed + 1) + 7
+
+
+def _tensor(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 def _add(a, b):
