@@ -40,3 +40,24 @@ def test_the_top_blocks_output_is_freed_before_the_bottom_blocks_backward(method
     method.backward(model(x), lambda out: F.cross_entropy(out, y))
     assert alive_then == [False]  # the hook ran once, after the top block's activations were freed
     assert model[0].weight.grad is not None and model[0].weight.grad.abs().sum() > 0
+
+
+def test_a_torch_without_edge_roots_gets_the_same_gradients_from_tensor_roots(monkeypatch):
+    """The package admits torch 2.2, whose engine may not take graph edges as roots: then the roots are
+    the tensors themselves (the higher peak of before), and the gradients are the same bits."""
+    from dfabench.engine import projection
+
+    def grads():
+        model = deep_mlp()
+        x = torch.randn(16, 6, generator=torch.Generator().manual_seed(1))
+        method = create("dfa")
+        method.prepare(model, lambda: model(x), seed=0)
+        method.backward(model(x), lambda out: out.square().mean())
+        return [p.grad.clone() for p in model.parameters()]
+
+    assert projection.edge_roots_supported()  # this torch takes edges
+    with_edges = grads()
+    monkeypatch.setattr(projection, "edge_roots_supported", lambda: False)
+    with_tensors = grads()
+    assert all(torch.equal(a, b) for a, b in zip(with_edges, with_tensors))
+    assert all(g.abs().sum() > 0 for g in with_edges)

@@ -14,6 +14,7 @@ buffers themselves stay as drawn (checkpoints and ``B``'s documented distributio
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -39,6 +40,28 @@ def inject(roots: list[torch.Tensor], signals: list[torch.Tensor]) -> None:
         torch.autograd.backward(roots, signals)
         return
     run(tuple(roots), tuple(signals), False, False, (), allow_unreachable=True, accumulate_grad=True)
+
+
+@functools.cache
+def edge_roots_supported() -> bool:
+    """Whether this torch's engine takes graph edges as roots (2.13 does; the package admits 2.2, which
+    may not). Checked once, on a two-element graph, the first time DFA injects."""
+    get_edge = getattr(autograd_graph, "get_gradient_edge", None)
+    if get_edge is None:
+        return False
+    try:
+        with torch.enable_grad():
+            x = torch.zeros(2, requires_grad=True)
+            inject([get_edge(x * 2)], [torch.ones(2)])
+        return x.grad is not None and bool((x.grad == 2).all())
+    except (TypeError, RuntimeError):
+        return False
+
+
+def root_of(tensor: torch.Tensor):
+    """What ``inject`` is handed for a root: its graph edge where the engine takes one, so the caller
+    holds no reference to the tensor and autograd frees its storage once its block is done."""
+    return autograd_graph.get_gradient_edge(tensor) if edge_roots_supported() else tensor
 
 
 def exact_fold(factor: float) -> bool:

@@ -10,15 +10,15 @@ One step:
 4. one direct autograd engine call over the output and every ``h_i``: the output layer gets
    its true gradient, every block below a point gets ``dW = ((B_i e) * f'(a_i)) h_{i-1}^T`` (autograd
    applies f' locally since points sit after the non-linearity). Block inputs do not require grad,
-   so no dX is computed across cuts.
+   so no dX is computed across cuts. The roots are handed over as graph edges, with no reference to
+   the ``h_i`` kept, so each block's activations are freed when its backward is done, as under BP.
 """
 from __future__ import annotations
 
 import torch
-from torch.autograd.graph import get_gradient_edge
 
 from ..engine.feedback import FeedbackMatrices, FeedbackOptions
-from ..engine.projection import FeedbackShapeError, ProjectionPlans, inject  # noqa: F401  (re-exported)
+from ..engine.projection import FeedbackShapeError, ProjectionPlans, inject, root_of  # noqa: F401  (re-exported)
 from ..engine.points import DEFAULT_GROUP
 from ..engine.points import probe_forward as run_probe
 from ..engine.router import OutputRecord, feature_size
@@ -102,7 +102,7 @@ class DFA(Method):
     def _deliveries(self, outputs, errors, plans, points, keep: bool, edges: bool):
         """The engine's roots (tensors, or their graph edges when ``edges``) with their signals: each
         output's own error, then every point's share of the projection; and the kept (point, signal)s."""
-        root = get_gradient_edge if edges else _tensor
+        root = root_of if edges else _tensor
         kept: list[tuple[object, torch.Tensor]] = []
         roots, signals = [], []
         for record, error, plan in zip(outputs, errors, plans):
