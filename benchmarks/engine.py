@@ -40,8 +40,8 @@ Targets (issue 23), CPU with 2 threads: DFA/BP <= 0.75 on the MLP and the NeRF M
 Transformer, DFA/TinyDFA <= 0.8 on the MLP. (Macro DFA's FLOPs on the Transformer are 0.95 of BP's: the
 0.92 is reachable only by micro DFA.) ``--out FILE`` also writes everything printed to FILE.
 The default run takes about 3 minutes on a quiet 2-core machine (175 s at def60f8; with ``--split``,
-which adds a variant to each model, 311 s at 169602b on a slower day); ``--repeat N`` multiplies the
-timed part by N.
+which adds a variant to each model, 216 s at d74b28e, 311 s at 169602b on a slower day);
+``--repeat N`` multiplies the timed part by N.
 """
 from __future__ import annotations
 
