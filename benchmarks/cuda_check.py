@@ -19,7 +19,6 @@ It prints one line per check and exits 1 if any disagrees, 2 where there is no G
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import NeRFMLP, PaperLM, TanhMLP  # noqa: E402
+from engine import NeRFMLP, PaperLM, Parser, TanhMLP, positive_int  # noqa: E402
 
 from dfabench.harness.capture import CudaGraphStep, training_step  # noqa: E402
 from dfabench.harness.optim import build_optimizer  # noqa: E402
@@ -120,13 +119,12 @@ def check_cli(say) -> bool:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6, help="training steps per variant")
+    parser = Parser(prog="cuda_check.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=positive_int, default=6, help="training steps per variant")
     parser.add_argument("--out", help="also write the output to this file")
-    args = parser.parse_args()
+    args = parser.checked(parser.parse_args())
     if not torch.cuda.is_available():
-        print("cuda_check: error: torch sees no CUDA device; this check needs a GPU", file=sys.stderr)
-        return 2
+        parser.error("torch sees no CUDA device; this check needs a GPU")
     out = open(args.out, "w") if args.out else None
 
     def say(text):

@@ -551,17 +551,9 @@ def hand_written_line(device, steps, say, repeat=1) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 784, generator=g).to(device)
     y = torch.randint(0, 10, (256,), generator=g).to(device)
-    steps_by_name, models = {}, {}
-    for name in ("bp", "dfa"):
-        torch.manual_seed(0)
-        model = models[name] = TanhMLP().to(device)
-        method = create(name)
-        method.prepare(model, lambda m=model: m(x), seed=0)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-        step = training_step(model, method, opt, lambda m, b: m(b), lambda o, b: F.cross_entropy(o, y), None, device,
-                             capture=False)
-        steps_by_name[name] = lambda step=step: step(x)
-    hand = HandWrittenMLP(TanhMLP().to(device), getattr(models["dfa"], f"{FEEDBACK_PREFIX}default"))
+    runners = variants(TanhMLP, x, lambda out: F.cross_entropy(out, y), (0,), device, capture=False)
+    steps_by_name = {name: runners[name][1] for name in ("bp", "dfa")}
+    hand = HandWrittenMLP(TanhMLP().to(device), getattr(runners["dfa"][0], f"{FEEDBACK_PREFIX}default"))
     steps_by_name["hand bp"] = lambda: hand.step(x, y, "bp")
     steps_by_name["hand dfa"] = lambda: hand.step(x, y, "dfa")
     for step in steps_by_name.values():
@@ -579,13 +571,42 @@ def hand_written_line(device, steps, say, repeat=1) -> None:
             say_runs(say, label, [run[a] / run[b] for run in runs], steps)
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad arguments are one line and exit 2, as dfabench's own commands do (benchmarks share it)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def checked(self, args):
+        """Refuse, before anything is measured, an --out whose folder is missing and a CUDA device torch
+        cannot see."""
+        out, device = getattr(args, "out", None), getattr(args, "device", "cpu")
+        if out and not Path(out).resolve().parent.is_dir():
+            self.error(f"--out {out}: folder {Path(out).resolve().parent} does not exist")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            self.error(f"--device {device}: torch sees no CUDA device")
+        if not device.startswith(("cpu", "cuda")):
+            self.error(f"--device {device}: use cpu or cuda")
+        return args
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is below 1")
+    return value
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(prog="engine.py", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per variant (median of these)")
-    parser.add_argument("--repeat", type=int, default=1,
+    parser.add_argument("--steps", type=positive_int, default=50, help="timed steps per variant (median of these)")
+    parser.add_argument("--repeat", type=positive_int, default=1,
                         help="time the steps this many times and report the median of the medians")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2, the targets' setting)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2, the targets' setting)")
     parser.add_argument("--phases", action="store_true", help="also time forward, backward and optimiser step apart")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the MLP width/batch sweep")
     parser.add_argument("--no-capture", dest="capture", action="store_false", help="skip the captured steps")
@@ -594,7 +615,7 @@ def main():
                         help="CPU: also DFA with its block backward passes split between two one-thread host threads")
     parser.add_argument("--only", help="comma-separated parts of model names to run (e.g. mlp-4x1024,nerf)")
     parser.add_argument("--out", help="also write the output to this file (line by line, so a cut run keeps its part)")
-    args = parser.parse_args()
+    args = parser.checked(parser.parse_args())
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     out = open(args.out, "w") if args.out else None

@@ -134,3 +134,23 @@ def test_the_benchmarks_hand_written_mlp_step_computes_the_engines_gradients(met
     if method_name == "dfa":  # and it is not BP's: the hidden layers get the projected error
         bp = engine.HandWrittenMLP(model, None).gradients(x, y, "bp")
         assert not torch.allclose(bp[0], hand[0])
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--repeat", "0"], "argument --repeat: 0 is below 1"),
+    (["--steps", "x"], "argument --steps: 'x' is not a whole number"),
+    (["--device", "tpu"], "--device tpu: use cpu or cuda"),
+    (["--out", "{tmp}/missing/engine.txt"], "--out {tmp}/missing/engine.txt: folder {tmp}/missing does not exist"),
+])
+def test_the_engine_benchmark_refuses_bad_arguments_in_one_line_before_measuring(argv, says, tmp_path, capsys,
+                                                                                monkeypatch):
+    import engine
+
+    out = tmp_path / "engine.txt"
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    monkeypatch.setattr(sys, "argv", ["engine.py", *argv, *(["--out", str(out)] if "--out" not in argv else [])])
+    with pytest.raises(SystemExit) as stop:
+        engine.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"engine.py: error: {says.format(tmp=tmp_path)}"]
+    assert not out.exists() and not (tmp_path / "missing").exists()

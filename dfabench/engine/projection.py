@@ -31,9 +31,10 @@ class FeedbackShapeError(RuntimeError):
     pass
 
 
-def inject(roots: list[torch.Tensor], signals: list[torch.Tensor]) -> None:
+def inject(roots: list, signals: list[torch.Tensor]) -> None:
     """``torch.autograd.backward(roots, signals)`` without its per-root checks: the plan made every
-    signal with its root's shape and dtype, so one direct engine call does the same accumulation."""
+    signal with its root's shape and dtype, so one direct engine call does the same accumulation.
+    ``roots`` are tensors or their graph edges (``root_of``)."""
     # the engine call torch.autograd.backward ends in, after its own checks (private API, so guarded)
     run = getattr(autograd_graph, "_engine_run_backward", None)
     if run is None:  # pragma: no cover - a torch without it: the public call
