@@ -14,7 +14,7 @@ import importlib.util
 import pkgutil
 from dataclasses import dataclass, field
 
-SCALES = ("smoke", "small", "paper")
+SCALES = ("smoke", "small", "paper", "gate")  # gate: the regression gate's cells (baselines/gate)
 SPEC_SUFFIX = "_spec"
 
 # The methods by name, in `list` order, with what each needs of a task's models: the light index of

@@ -323,54 +323,124 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    """`dfabench baseline record --scale S --results DIR`: per-cell reference from existing records."""
+    """`dfabench baseline record --scale S --results DIR`: the gate's reference from existing records.
+    With --method (one's own method, file.py:Class): first run what is missing of bp, dfa, shallow and
+    that method on the cells (--cells, else those of the reference already at BASELINES/S), then record."""
     import json
 
-    from .check import reference
-    from .tables import load
+    from .check import describe, reference
+    from .harness.store import iter_records
 
-    frame = load(existing_results(Path(args.results)))
-    frame = frame[frame.scale == args.scale]
-    if frame.empty:
-        raise ConfigError(f"no {args.scale} records under {args.results}/runs")
     out = Path(args.baselines) / args.scale / "reference.json"
+    previous = json.loads(out.read_text()) if out.exists() else None
+    findings = _parse_findings(args.finding or [])
+    if args.method:
+        results = writable_results(Path(args.results))
+        cells = _split(args.cells) if args.cells else sorted((previous or {}).get("cells", {}))
+        if not cells:
+            raise ConfigError(f"no cells to record: name them with --cells (no reference at {out})")
+        seeds = args.seeds or max([len(c["seeds"]) for c in (previous or {}).get("cells", {}).values()] or [3])
+        _run_missing({c: (["bp", "dfa", "shallow", *_split(args.method)], seeds) for c in cells}, args.scale, results)
+    else:
+        results = existing_results(Path(args.results))
+        cells = _split(args.cells) if args.cells else None
+    records = [r for r in iter_records(results) if r.get("scale") == args.scale
+               and (cells is None or f"{r['domain']}/{r['dataset']}/{r['model']}" in cells)]
+    ref = reference(records, findings, previous)
+    if not ref["cells"]:
+        raise ConfigError(f"no ok {args.scale} records under {args.results}/runs"
+                          + (f" for {', '.join(cells)}" if cells else ""))
+    undeclared = [line for line in _floor_lines(records, ref)]
+    if undeclared:
+        raise ConfigError(f"{undeclared[0]}: declare it with --finding CELL:METHOD:MECHANISM_TEST "
+                          f"if it is an expected result, or fix it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(reference(frame), indent=1, sort_keys=True) + "\n")
+    out.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+    for line in describe(ref):
+        print(line, file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    """`dfabench check --scale S`: run what the reference covers and is missing, then exit 1 with one
-    line per problem (0 when clean)."""
-    import json
+def _parse_findings(items: list[str]) -> dict[str, dict[str, dict]]:
+    """--finding domain/dataset/model:method:mechanism-test[|why] -> {cell: {method: {mechanism, why}}}."""
+    out: dict[str, dict[str, dict]] = {}
+    for item in items:
+        cell, _, rest = item.partition(":")
+        method, _, test = rest.partition(":")
+        mechanism, _, why = test.partition("|")
+        if cell.count("/") != 2 or not method or not mechanism:
+            raise ConfigError(f"--finding {item!r}: expected domain/dataset/model:method:mechanism-test[|why]")
+        out.setdefault(cell, {})[method] = {"mechanism": mechanism, "why": why or "on its floor"}
+    return out
 
-    from .check import failures
+
+def _floor_lines(records: list[dict], ref: dict) -> list[str]:
+    from .check import _floor_failures
+
+    return _floor_failures([r for r in records if r["status"] == "ok"], ref["cells"])
+
+
+def _run_missing(cells: dict[str, tuple[list[str], int]], scale: str, results: Path) -> None:
+    """Run what is missing of each cell's (methods, number of seeds) into ``results``."""
     from .harness.executor import pending, run_local
     from .harness.plan import plan
+
+    for cell, (methods, seeds) in sorted(cells.items()):
+        runs, _ = plan([cell], methods, scale, list(range(seeds)))
+        todo = pending(runs, results)
+        if todo:
+            print(f"check: running {len(todo)} missing {scale} runs of {cell}", file=sys.stderr)
+            run_local(todo, results, "cpu")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`dfabench check --scale S`: run what the reference covers and is missing, then exit 1 with one
+    line per problem (0 when clean). --method file.py:Class: where to load the reference's own
+    (outside) methods from, matched by name."""
+    import json
+
+    from .check import base_method, describe, failures
     from .harness.store import iter_records
 
     ref_path = Path(args.baselines) / args.scale / "reference.json"
     if not ref_path.exists():
         raise ConfigError(f"no reference at {ref_path}; run `dfabench baseline record --scale {args.scale}`")
     ref = json.loads(ref_path.read_text())
+    if ref.get("format") != 2:
+        raise ConfigError(f"{ref_path} is an old reference (no per-seed values); record it again with "
+                          f"`dfabench baseline record --scale {args.scale}`")
     results = existing_results(Path(args.results)) if args.no_run else writable_results(Path(args.results))
+    given = _outside_methods(args.method)
     if not args.no_run:
-        for cell, entry in sorted(ref.items()):
-            methods = sorted(entry["methods"])
-            seeds = max(m["n"] for m in entry["methods"].values())
-            runs, _ = plan([cell], methods, args.scale, list(range(seeds)))
-            todo = pending(runs, results)
-            if todo:
-                print(f"check: running {len(todo)} missing {args.scale} runs of {cell}", file=sys.stderr)
-                run_local(todo, results, "cpu")
+        cells = {}
+        for cell, entry in sorted(ref["cells"].items()):
+            specs = {**entry.get("method_specs", {}), **given}
+            cells[cell] = ([specs.get(base_method(m), m) for m in entry["methods"]], len(entry["seeds"]))
+        _run_missing(cells, args.scale, results)
     records = [r for r in iter_records(results) if r.get("scale") == args.scale]
     problems = failures(records, ref)
+    for line in describe(ref):
+        print(line)
     for line in problems:
         print(f"FAIL {line}")
     print(f"check: {len(problems)} problem(s) against {ref_path}" if problems
-          else f"check: ok ({len(ref)} cells against {ref_path})")
+          else f"check: ok ({len(ref['cells'])} cells against {ref_path})")
     return 1 if problems else 0
+
+
+def _outside_methods(items: str | None) -> dict[str, str]:
+    """--method a.py:A,b.py:B -> {name: spec} by each class's ``name`` (the key without its hash)."""
+    from .check import base_method
+    from .methods.registry import resolve as resolve_method
+
+    out = {}
+    for item in _split(items) if items else []:
+        key, spec, _ = resolve_method(item)
+        if spec is None:
+            raise ConfigError(f"--method {item!r} is a built-in method; check runs the reference's methods")
+        out[base_method(key)] = item
+    return out
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -497,18 +567,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="baselines", help="published numbers (paper.yaml, biotorch.yaml) "
                                                             "shown beside ours")
     p.set_defaults(func=cmd_leaderboard)
-    p = sub.add_parser("baseline", help="record the per-cell reference for `check` from existing records")
+    p = sub.add_parser("baseline", help="record the gate's reference for `check` from existing records (or, with "
+                                        "--method, after running one's own method beside bp, dfa and shallow)")
     p.add_argument("action", choices=["record"])
-    p.add_argument("--scale", default="smoke")
+    p.add_argument("--scale", default="gate")
     p.add_argument("--results", default="results")
     p.add_argument("--baselines", default="baselines")
+    p.add_argument("--cells", help="comma-separated domain/dataset/model (default: every cell of the records, or with "
+                                   "--method those of the reference already in BASELINES/SCALE)")
+    p.add_argument("--method", help="one's own method(s), path/to/file.py:Class: run it with bp, dfa and shallow "
+                                    "on the cells (what is missing), then record")
+    p.add_argument("--seeds", type=int, help="with --method: seeds 0..N-1 (default: the existing reference's)")
+    p.add_argument("--finding", action="append", metavar="CELL:METHOD:TEST[|WHY]",
+                   help="declare a method expected on its floor (and its mechanism test); kept on re-recording")
     p.set_defaults(func=cmd_baseline)
 
-    p = sub.add_parser("check", help="fail when a DFA−BP gap widened or a run failed, against baselines/SCALE")
-    p.add_argument("--scale", default="smoke")
+    p = sub.add_parser("check", help="fail when a method's metric, a gap to BP or DFA's margin over shallow moved by "
+                                     "more than seed noise explains, or a run failed, against BASELINES/SCALE")
+    p.add_argument("--scale", default="gate")
     p.add_argument("--results", default="results")
     p.add_argument("--baselines", default="baselines")
     p.add_argument("--no-run", action="store_true", help="only read the records; do not run missing ones")
+    p.add_argument("--method", help="where the reference's own methods are now (path/to/file.py:Class, by name)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("reproduce", help="run the paper's suite at a scale, then write its tables and figures "
