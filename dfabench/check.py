@@ -59,7 +59,8 @@ def _per_seed(records: list[dict]) -> dict[str, dict[str, Any]]:
             continue
         cell = cells.setdefault(_cell(r), {"metric": r["primary_metric"],
                                            "higher_is_better": bool(r.get("higher_is_better", True)),
-                                           "values": {}, "specs": {}, "floors": {}})
+                                           "values": {}, "specs": {}, "floors": {}, "wall_s": 0.0})
+        cell["wall_s"] += float((r.get("timings") or {}).get("wall_s") or 0.0)
         method = base_method(r["method"])
         cell["values"].setdefault(method, {})[int(r["seed"])] = _value(r)
         if (r.get("method_origin") or {}).get("spec"):
@@ -114,6 +115,7 @@ def reference(records: Iterable[dict], findings: dict[str, dict[str, dict]] | No
                  "floors": seen["floors"],
                  "methods": sorted(seen["values"]),
                  "seeds": sorted(set().union(*(set(v) for v in seen["values"].values()))),
+                 "wall_s": round(seen["wall_s"], 1),  # what its runs took: the gate runs cheap cells first
                  "quantities": {}}
         if seen["specs"]:
             entry["method_specs"] = dict(sorted(seen["specs"].items()))
@@ -127,6 +129,17 @@ def reference(records: Iterable[dict], findings: dict[str, dict[str, dict]] | No
            "cells": cells}
     ref["per_test_level"] = per_test_level(ref)
     return ref
+
+
+def cell_order(ref: dict[str, Any]) -> list[str]:
+    """The cells, cheapest first (by the recorded runs' wall time): --fail-fast stops early on cheap ones."""
+    return sorted(ref["cells"], key=lambda cell: (ref["cells"][cell].get("wall_s", 0.0), cell))
+
+
+def only(ref: dict[str, Any], cell: str) -> dict[str, Any]:
+    """``ref`` restricted to one cell, at the whole reference's per-test level (its verdict on that cell
+    is the whole gate's)."""
+    return {**ref, "cells": {cell: ref["cells"][cell]}, "per_test_level": ref.get("per_test_level") or per_test_level(ref)}
 
 
 def n_tests(ref: dict[str, Any]) -> int:

@@ -400,8 +400,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     (outside) methods from, matched by name."""
     import json
 
-    from .check import base_method, describe, failures
-    from .harness.store import iter_records
+    from .check import base_method, cell_order, describe, failures, only
 
     ref_path = Path(args.baselines) / args.scale / "reference.json"
     if not ref_path.exists():
@@ -412,21 +411,35 @@ def cmd_check(args: argparse.Namespace) -> int:
                           f"`dfabench baseline record --scale {args.scale}`")
     results = existing_results(Path(args.results)) if args.no_run else writable_results(Path(args.results))
     given = _outside_methods(args.method)
-    if not args.no_run:
-        cells = {}
-        for cell, entry in sorted(ref["cells"].items()):
-            specs = {**entry.get("method_specs", {}), **given}
-            cells[cell] = ([specs.get(base_method(m), m) for m in entry["methods"]], len(entry["seeds"]))
-        _run_missing(cells, args.scale, results)
-    records = [r for r in iter_records(results) if r.get("scale") == args.scale]
-    problems = failures(records, ref)
     for line in describe(ref):
-        print(line)
+        print(line, flush=True)
+    problems: list[str] = []
+    cells = cell_order(ref)
+    for done, cell in enumerate(cells, 1):
+        entry = ref["cells"][cell]
+        if not args.no_run:
+            specs = {**entry.get("method_specs", {}), **given}
+            _run_missing({cell: ([specs.get(base_method(m), m) for m in entry["methods"]], len(entry["seeds"]))},
+                         args.scale, results)
+        if args.fail_fast:
+            problems = failures(_scale_records(results, args.scale), only(ref, cell))
+            if problems:
+                print(f"check: stopped at {cell}, the first failing cell (--fail-fast); {len(cells) - done} "
+                      f"cells not run", file=sys.stderr)
+                break
+    if not args.fail_fast:
+        problems = failures(_scale_records(results, args.scale), ref)
     for line in problems:
         print(f"FAIL {line}")
     print(f"check: {len(problems)} problem(s) against {ref_path}" if problems
           else f"check: ok ({len(ref['cells'])} cells against {ref_path})")
     return 1 if problems else 0
+
+
+def _scale_records(results: Path, scale: str) -> list[dict]:
+    from .harness.store import iter_records
+
+    return [r for r in iter_records(results) if r.get("scale") == scale]
 
 
 def _outside_methods(items: str | None) -> dict[str, str]:
@@ -589,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="baselines")
     p.add_argument("--no-run", action="store_true", help="only read the records; do not run missing ones")
     p.add_argument("--method", help="where the reference's own methods are now (path/to/file.py:Class, by name)")
+    p.add_argument("--fail-fast", action="store_true", help="run and check the cells one at a time, cheapest first, "
+                                                            "and stop at the first failing one (the same exit status)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("reproduce", help="run the paper's suite at a scale, then write its tables and figures "

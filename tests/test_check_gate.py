@@ -151,6 +151,26 @@ def test_check_reruns_nothing_when_the_records_are_there_and_prints_the_detectab
     assert f"  {CELL} (accuracy, 3 seeds): bp " in out.out and "ternary-dfa−bp " in out.out
 
 
+def test_fail_fast_gives_the_full_gates_verdict(recorded, tmp_path, capsys):
+    ref = json.loads((recorded / "baselines" / "gate" / "reference.json").read_text())
+    base = ["check", *GATE, "--no-run", "--results", str(recorded / "good"), "--baselines"]
+    assert main([*base, str(recorded / "baselines"), "--fail-fast"]) == 0
+    shifted = tmp_path / "shifted"
+    q = ref["cells"][CELL]["quantities"]["bp"]
+    q["values"] = [v + 0.2 for v in q["values"]]
+    q["mean"] += 0.2
+    (shifted / "gate").mkdir(parents=True)
+    (shifted / "gate" / "reference.json").write_text(json.dumps(ref))
+    capsys.readouterr()
+    assert main([*base, str(shifted)]) == 1
+    full = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert main([*base, str(shifted), "--fail-fast"]) == 1
+    out = capsys.readouterr()
+    assert [line for line in out.out.splitlines() if line.startswith("FAIL")] == full
+    assert f"FAIL {CELL}: bp " in full[0] and "worse by 0.2" in full[0]
+    assert "stopped at mlp/digits/mlp, the first failing cell (--fail-fast); 0 cells not run" in out.err
+
+
 def _copy_without(recorded: Path, dest: Path, drop) -> Path:
     """A copy of the recorded results without the records ``drop(record)`` names."""
     (dest / "runs").mkdir(parents=True)
