@@ -222,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"gate mutants at {head}: `dfabench check --scale gate --fail-fast` (as .ci/run runs it) on a copy with one bug each")
         outcomes = []
         with ThreadPoolExecutor(len(slots)) as pool:
-            # the control first, alone: a gate that fails the unmutated code catches nothing
-            control = one(None)[1]
-            say(f"control (no mutation): exit {control[0]} in {control[2]:.0f} s"
-                + "".join(f"\n    FAIL {f}" for f in control[1]))
-            for mutant, (code, fails, seconds) in pool.map(one, chosen[1:]):
+            # the control (a gate that fails the unmutated code catches nothing) is submitted first
+            for mutant, (code, fails, seconds) in pool.map(one, chosen):
+                if mutant is None:
+                    control = (code, fails, seconds)
+                    say(f"control (no mutation): exit {code} in {seconds:.0f} s" + "".join(f"\n    FAIL {f}" for f in fails))
+                    continue
                 outcomes.append((mutant, code))
                 kind = "equivalent" if mutant.equivalent else "regression"
                 verdict = "CAUGHT" if code == 1 else "missed" if code == 0 else "ERROR"
