@@ -145,7 +145,7 @@ def make_slot(base: Path) -> tuple[Path, Path]:
     shutil.copytree(base / "pristine", base / "pkg")
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation", "-e",
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "-e",
                     str(base / "pkg")], check=True)
     return base / "pkg", venv
 
