@@ -9,7 +9,7 @@ run() { dfabench run "$@" --scale gate --results "$results"; }
 run mlp/digits/mlp --method bp,dfa,shallow,fa,dfa-sign,drtp,hybrid --seeds 5
 run graph/csbm/gcn --method bp,dfa,shallow --seeds 5
 run ctr/synthetic/dcn --method bp,dfa,shallow --seeds 4
-run vision/digits/lenet --method bp,dfa,shallow --seeds 4
+run vision/digits/lenet --method bp,dfa,shallow --seeds 8
 run nerf/blobs/nerf --method bp,dfa,shallow --seeds 3
 run lm/kjv/transformer --method bp,dfa,shallow --seeds 3
 run lm/kjv/gpt2-preln --method dfa --seeds 2
