@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dfabench.check import detectable, failures, floor, reference
 from dfabench.cli import main
+from dfabench.guards.check import detectable, failures, reference
+from dfabench.task import floor
 
 CELL = "mlp/digits/mlp"
 EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "my_method" / "my_method.py") + ":MyMethod"

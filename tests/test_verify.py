@@ -12,7 +12,7 @@ import pytest
 from dfabench.cli import main
 from dfabench.harness.executor import run_local
 from dfabench.harness.plan import plan
-from dfabench.verify import FILE, NO_SPREAD_REL, cell_tolerance, rel_diff, stratified
+from dfabench.guards.verify import FILE, NO_SPREAD_REL, cell_tolerance, rel_diff, stratified
 
 CELL = "mlp/digits/mlp"
 
@@ -171,7 +171,7 @@ def test_a_sample_is_stratified_over_domains_and_their_methods():
 def test_elsewhere_a_rerun_agrees_within_the_cell_tolerance_and_not_beyond(smoke_results, tmp_path, monkeypatch):
     import copy
 
-    import dfabench.verify as verify
+    import dfabench.guards.verify as verify
 
     monkeypatch.setattr(verify, "same_environment", lambda recorded, now: False)  # as on another machine
     record = json.loads(record_files(smoke_results)["bp"].read_text())

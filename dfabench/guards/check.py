@@ -20,10 +20,15 @@ the same quantities from fresh runs of the same seeds and lists, one line each:
 
 ``detectable(ref)`` is, per quantity, the smallest shift the gate flags when the new runs spread as
 the recorded ones did: the critical t times the standard error of the difference of the means.
+
+``record_reference`` and ``check`` are the commands `dfabench baseline record` and `dfabench check`.
 """
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 from typing import Any, Iterable
 
 FAMILY_LEVEL = 0.05  # chance that an unchanged suite (new seeds' noise only) fails anywhere
@@ -179,11 +184,6 @@ def detectable(ref: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _better_sign(name: str, higher_is_better: bool) -> float:
-    """+1 when a larger value of the quantity is better (gaps and margins follow the metric's direction)."""
-    return 1.0 if higher_is_better else -1.0
-
-
 def failures(records: Iterable[dict], ref: dict[str, Any]) -> list[str]:
     """One line per problem of ``records`` against ``ref`` (empty: the gate passes)."""
     cells = ref["cells"]
@@ -201,7 +201,7 @@ def failures(records: Iterable[dict], ref: dict[str, Any]) -> list[str]:
         missing = sorted(set(entry["methods"]) - set(current["values"]))
         problems += [f"{cell}: {m}: no ok records to check" for m in missing]
         new_qs = quantities(current["values"])
-        sign = _better_sign("", entry["higher_is_better"])
+        sign = 1.0 if entry["higher_is_better"] else -1.0  # gaps and margins follow the metric's direction
         for name, old in entry["quantities"].items():
             new = new_qs.get(name)
             if not new or old["n"] < 2 or len(new) < 2:
@@ -264,6 +264,132 @@ def describe(ref: dict[str, Any]) -> list[str]:
     return lines
 
 
-def floor(value: float, what: str, higher_is_better: bool = True) -> dict[str, Any]:
-    """What a task puts in ``extras['floors'][metric]``: the trivial level its metric must beat."""
-    return {"value": float(value), "what": what, "higher_is_better": higher_is_better}
+# --- the commands -----------------------------------------------------------------------------------
+
+def reference_path(baselines: Path, scale: str) -> Path:
+    return Path(baselines) / scale / "reference.json"
+
+
+def parse_findings(items: list[str]) -> dict[str, dict[str, dict]]:
+    """--finding domain/dataset/model:method:mechanism-test[|why] -> {cell: {method: {mechanism, why}}}."""
+    from ..errors import ConfigError
+
+    out: dict[str, dict[str, dict]] = {}
+    for item in items:
+        cell, _, rest = item.partition(":")
+        method, _, test = rest.partition(":")
+        mechanism, _, why = test.partition("|")
+        if cell.count("/") != 2 or not method or not mechanism:
+            raise ConfigError(f"--finding {item!r}: expected domain/dataset/model:method:mechanism-test[|why]")
+        out.setdefault(cell, {})[method] = {"mechanism": mechanism, "why": why or "on its floor"}
+    return out
+
+
+def _run_missing(cells: dict[str, tuple[list[str], int]], scale: str, results: Path, device: str) -> None:
+    """Run what is missing of each cell's (methods, number of seeds) into ``results``, by the path
+    `dfabench run` takes."""
+    from ..harness.config import run_config
+    from ..harness.suite import run_suite
+
+    for cell, (methods, seeds) in sorted(cells.items()):
+        config = run_config({"selectors": [cell], "method": ",".join(methods), "scale": scale, "seeds": seeds,
+                             "results": str(results), "device": device})
+        print(f"check: {cell}", file=sys.stderr)
+        run_suite(config, results)
+
+
+def _scale_records(results: Path, scale: str) -> list[dict]:
+    from ..harness.store import iter_records
+
+    return [r for r in iter_records(results) if r.get("scale") == scale]
+
+
+def record_reference(results: Path, scale: str, baselines: Path, cells: list[str] | None = None,
+                     methods: list[str] | None = None, seeds: int | None = None,
+                     findings: dict[str, dict[str, dict]] | None = None, device: str = "cpu") -> Path:
+    """Write the gate's reference of ``results``' records at ``scale`` into ``baselines/SCALE/``.
+
+    With ``methods`` (one's own, path/to/file.py:Class): first run what is missing of bp, dfa, shallow and
+    those methods on ``cells`` (default: the cells of the reference already there), ``seeds`` seeds
+    (default: the most that reference has). A non-shallow method on its floor must be declared in
+    ``findings`` (or by the reference it replaces)."""
+    from ..errors import ConfigError
+
+    out = reference_path(baselines, scale)
+    previous = json.loads(out.read_text()) if out.exists() else None
+    if methods:
+        cells = cells or sorted((previous or {}).get("cells", {}))
+        if not cells:
+            raise ConfigError(f"no cells to record: name them with --cells (no reference at {out})")
+        seeds = seeds or max([len(c["seeds"]) for c in (previous or {}).get("cells", {}).values()] or [3])
+        _run_missing({c: (["bp", "dfa", "shallow", *methods], seeds) for c in cells}, scale, results, device)
+    records = [r for r in _scale_records(results, scale)
+               if cells is None or f"{r['domain']}/{r['dataset']}/{r['model']}" in cells]
+    ref = reference(records, findings, previous)
+    if not ref["cells"]:
+        raise ConfigError(f"no ok {scale} records under {results}/runs" + (f" for {', '.join(cells)}" if cells else ""))
+    undeclared = _floor_failures([r for r in records if r["status"] == "ok"], ref["cells"])
+    if undeclared:
+        raise ConfigError(f"{undeclared[0]}: declare it with --finding CELL:METHOD:MECHANISM_TEST "
+                          f"if it is an expected result, or fix it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+    for line in describe(ref):
+        print(line, file=sys.stderr)
+    return out
+
+
+def outside_methods(items: list[str]) -> dict[str, str]:
+    """--method a.py:A,b.py:B -> {name: spec} by each class's ``name`` (the key without its hash)."""
+    from ..errors import ConfigError
+    from ..methods.registry import resolve as resolve_method
+
+    out = {}
+    for item in items:
+        key, spec, _ = resolve_method(item)
+        if spec is None:
+            raise ConfigError(f"--method {item!r} is a built-in method; check runs the reference's methods")
+        out[base_method(key)] = item
+    return out
+
+
+def check(results: Path, scale: str, baselines: Path, run: bool = True, device: str = "cpu",
+          methods: list[str] | None = None, fail_fast: bool = False) -> int:
+    """The gate: run what the reference covers and ``results`` lacks (the same path as `dfabench run`),
+    cheapest cell first, print each cell's detectable shift and one line per problem, and return the
+    exit code (1 on any problem). ``methods``: where the reference's outside methods are now, matched
+    by name. ``fail_fast``: check each cell once it has run and stop at the first failing one (the
+    verdict is the same: cells are judged independently, at the whole reference's level)."""
+    from ..errors import ConfigError
+
+    ref_path = reference_path(baselines, scale)
+    if not ref_path.exists():
+        raise ConfigError(f"no reference at {ref_path}; run `dfabench baseline record --scale {scale}`")
+    ref = json.loads(ref_path.read_text())
+    if ref.get("format") != FORMAT:
+        raise ConfigError(f"{ref_path} is an old reference (no per-seed values); record it again with "
+                          f"`dfabench baseline record --scale {scale}`")
+    given = outside_methods(methods or [])
+    for line in describe(ref):
+        print(line, flush=True)
+    problems: list[str] = []
+    order = cell_order(ref)
+    for done, cell in enumerate(order, 1):
+        entry = ref["cells"][cell]
+        if run:
+            specs = {**entry.get("method_specs", {}), **given}
+            _run_missing({cell: ([specs.get(base_method(m), m) for m in entry["methods"]], len(entry["seeds"]))},
+                         scale, results, device)
+        if fail_fast:
+            problems = failures(_scale_records(results, scale), only(ref, cell))
+            if problems:
+                print(f"check: stopped at {cell}, the first failing cell (--fail-fast); {len(order) - done} "
+                      f"cells not run", file=sys.stderr)
+                break
+    if not fail_fast:
+        problems = failures(_scale_records(results, scale), ref)
+    for line in problems:
+        print(f"FAIL {line}")
+    print(f"check: {len(problems)} problem(s) against {ref_path}" if problems
+          else f"check: ok ({len(ref['cells'])} cells against {ref_path})")
+    return 1 if problems else 0
