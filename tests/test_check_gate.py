@@ -148,7 +148,7 @@ def test_check_reruns_nothing_when_the_records_are_there_and_prints_the_detectab
     assert main(["check", *GATE, "--method", EXAMPLE, "--results", str(recorded / "good"),
                  "--baselines", str(recorded / "baselines")]) == 0
     out = capsys.readouterr()
-    assert "running" not in out.err and "check: ok (1 cells" in out.out
+    assert "0 to run" in out.err and "check: ok (1 cells" in out.out
     assert f"  {CELL} (accuracy, 3 seeds): bp " in out.out and "ternary-dfa−bp " in out.out
 
 
@@ -184,7 +184,8 @@ def _copy_without(recorded: Path, dest: Path, drop) -> Path:
 def test_check_runs_the_missing_runs_itself_and_reproduces_the_reference(recorded, tmp_path, capsys):
     results = _copy_without(recorded, tmp_path / "r", lambda r: r["method"] == "dfa" and r["seed"] > 0)
     assert main(["check", *GATE, "--results", str(results), "--baselines", str(recorded / "baselines")]) == 0
-    assert "running 2 missing gate runs of mlp/digits/mlp" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "check: mlp/digits/mlp" in err and "12 runs planned, 10 already recorded" in err and "2 to run" in err
     assert len(list((results / "runs").glob("*.json"))) == 12
 
 
@@ -199,7 +200,7 @@ def test_an_edited_outside_method_is_run_from_its_new_file_and_compared_by_name(
     main(["check", *GATE, "--method", f"{edited}:MyMethod", "--results", str(results),
           "--baselines", str(recorded / "baselines")])
     out = capsys.readouterr()
-    assert "running 3 missing gate runs" in out.err and "no ok records" not in out.out
+    assert "12 runs planned, 9 already recorded" in out.err and "no ok records" not in out.out
     keys = {json.loads(p.read_text())["method"] for p in (results / "runs").glob("*.json")}
     old = {json.loads(p.read_text())["method"] for p in (recorded / "good" / "runs").glob("*.json")}
     assert len({k for k in keys | old if k.startswith("ternary-dfa@")}) == 2
