@@ -41,6 +41,7 @@ def _run_config_model():
         seeds: int = Field(1, ge=1, le=MAX_SEEDS)
         results: str = "results"
         device: str = "cpu"
+        budget: str | None = None
         set: dict[str, Any] = Field(default_factory=dict)
 
     return RunConfig
@@ -83,7 +84,7 @@ def _run_config(args: argparse.Namespace):
         if not isinstance(given.get("set", {}), dict):
             raise ConfigError(f"config {args.config}: key set must be a mapping of hyper-parameters, "
                               f"not a {type(given['set']).__name__}")
-    for key in ("method", "scale", "seeds", "results", "device"):
+    for key in ("method", "scale", "seeds", "results", "device", "budget"):
         if getattr(args, key) is not None:
             given[key] = getattr(args, key)
     if args.selectors:
@@ -214,7 +215,14 @@ def _run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     results = writable_results(Path(config.results))
     methods = _split(config.method)
+    budget = None
+    if config.budget is not None:
+        from .harness.compute import parse_budget
+
+        budget = parse_budget(config.budget)
     runs, notes = plan(config.selectors, methods, config.scale, list(range(config.seeds)), overrides=config.set)
+    if budget is not None:
+        runs, notes = _budgeted(runs, notes, budget, config, results, args)
     if not runs:  # every (cell, method) pair was skipped: say why instead of "0 runs planned"
         raise ConfigError(f"nothing to run: {', '.join(methods)} applies to none of the selected cells"
                           + (f" ({notes[0].split(': ', 1)[1]})" if notes else ""))
@@ -244,6 +252,31 @@ def _run(args: argparse.Namespace) -> int:
                 raise ConfigError(str(err)) from err
         records = run_local(runs, results, config.device, on_record=on_record)
     return summarize(records)
+
+
+def _budgeted(runs, notes, budget, config, results: Path, args):
+    """``--budget``: with a ``bp`` budget, BP's unbudgeted runs of the same cells and seeds run first
+    (those not recorded yet) and their records set each run's budget (harness/compute.py)."""
+    from .harness.compute import plan_budget, reference_value
+    from .harness.executor import pending, run_local
+    from .harness.plan import plan
+    from .harness.store import read_valid, record_path
+
+    references = None
+    if budget.value is None:
+        refs, _ = plan(config.selectors, ["bp"], config.scale, list(range(config.seeds)), overrides=config.set)
+        for ref in refs:  # before anything trains: an old BP record cannot say what it spent
+            record = read_valid(record_path(results, ref.id))
+            if record is not None and record["status"] == "ok":
+                reference_value(record, budget.kind)
+        todo = pending(refs, results)
+        if todo:
+            _check_device(config.device, will_run=True)
+            print(f"--budget {budget.label}: {len(todo)} BP reference run(s) first", file=sys.stderr)
+            run_local(todo, results, config.device)
+        references = {(ref.cell, ref.seed): read_valid(record_path(results, ref.id)) for ref in refs}
+    planned, more = plan_budget(runs, budget, references)
+    return planned, notes + more
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -446,7 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu (default) | cuda")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a hyper-parameter for every run, e.g. --set epochs=3 --set method_options.scale=0")
-    p.add_argument("--config", help="YAML file with any of: selectors, method, scale, seeds, results, device, set")
+    p.add_argument("--budget", help="stop each run when this is spent: flops=X, seconds=X (training seconds), or "
+                                    "bp (= flops=bp) / seconds=bp: what BP's full run of that cell and seed spent "
+                                    "(BP's runs go first); epochs extend as needed, schedules follow the budget")
+    p.add_argument("--config", help="YAML file with any of: selectors, method, scale, seeds, results, device, "
+                                    "budget, set")
     p.add_argument("--compile", action="store_true",
                    help="capture each training step (a CUDA graph on cuda, torch.compile on a CPU); same as "
                         "--set capture=true, so these runs get their own ids")
