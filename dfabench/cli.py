@@ -266,7 +266,7 @@ def _budgeted(runs, notes, budget, config, results: Path, args):
     if budget.value is None:
         refs, _ = plan(config.selectors, ["bp"], config.scale, list(range(config.seeds)), overrides=config.set)
         for ref in refs:  # before anything trains: an old BP record cannot say what it spent
-            record = read_valid(record_path(results, ref.id))
+            record = read_valid(record_path(results, ref.id)) if record_path(results, ref.id).exists() else None
             if record is not None and record["status"] == "ok":
                 reference_value(record, budget.kind)
         todo = pending(refs, results)
@@ -284,6 +284,12 @@ def cmd_table(args: argparse.Namespace) -> int:
     from .tables import render, table_frame, write_tables
 
     existing_results(Path(args.results))
+    if args.at and args.write:  # the equal-compute report and its figures under RESULTS/compute/
+        from .compute_report import write_report
+
+        for path in write_report(Path(args.results)):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
     if args.write:
         from .task import all_tasks
 
@@ -302,6 +308,11 @@ def cmd_table(args: argparse.Namespace) -> int:
         given = " ".join(f"--{k} {v}" for k, v in (("scale", args.scale), ("domain", args.domain)) if v)
         given = " ".join([given] + [f"--cell {c}" for c in args.cell or []]).strip()
         raise ConfigError(f"{given} matches no record in {args.results}/runs")
+    if args.at:
+        from .compute_report import report
+
+        sys.stdout.write(report(records, args.at))
+        return 0
     try:
         frame = table_frame(records, args.metric)
     except ValueError as err:
@@ -518,7 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", help="only this domain")
     p.add_argument("--metric", help="a test metric instead of each task's table_metrics (ap, loss, ...), or "
                                     "'all': every metric the tasks declare")
-    p.add_argument("--write", action="store_true", help="write RESULTS/tables/<domain>.md and .tex instead of printing")
+    p.add_argument("--write", action="store_true", help="write RESULTS/tables/<domain>.md and .tex instead of printing "
+                                                        "(with --at: RESULTS/compute/, every table and figure)")
+    p.add_argument("--at", choices=["flops", "seconds"],
+                   help="budgeted runs (run --budget) at equal compute: each method's best validation value within "
+                        "BP's FLOPs or training seconds, paired by seed; time-to-target; performance profiles")
     p.add_argument("--baselines", default="baselines",
                    help="with --write: published numbers (paper.yaml, biotorch.yaml) shown under each domain's table")
     p.set_defaults(func=cmd_table)
