@@ -287,16 +287,33 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-")
 
 
+def _axes():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(5.2, 3.4))
+
+
+def _save(fig, ax, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def curve_figure(arms: dict[str, dict[int, dict]], axis: str, title: str, path: Path) -> Path:
     """Validation metric against FLOPs or training seconds: a line per method (the mean over seeds on a
     common grid, each seed's curve carried forward as its best so far), its seeds' range as a band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    fig, ax = _axes()
     any_record = next(iter(next(iter(arms.values())).values()))
     higher = any_record["higher_is_better"]
     for method in sorted(arms, key=lambda m: (m != "bp", m)):
@@ -319,39 +336,23 @@ def curve_figure(arms: dict[str, dict[int, dict]], axis: str, title: str, path: 
                         color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("training FLOPs" if axis == "flops" else "training seconds")
     ax.set_ylabel(f"best validation {any_record['primary_metric']} so far")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, title, path)
 
 
 def profile_figure(rows: list[dict], axis: str, label: str, path: Path) -> Path:
     """rho_m(tau) over the suite's cells for one budget, tau from 1 to tau_max."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     ratios = profile_ratios([r for r in rows if r["budget"] == label and not r["variant"]], axis)
     taus = np.linspace(1, TAU_MAX, 301)
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    fig, ax = _axes()
     for method, rs in ratios.items():
         ax.step(taus, [rho(rs, t) for t in taus], where="post",
                 label=f"{method} (score {integrated_score(rs):.2f})")
     ax.set_xlabel(f"tau: within this factor of the fastest ({'FLOPs' if axis == 'flops' else 'seconds'} to target)")
     ax.set_ylabel("share of cells")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"performance profile, {len(next(iter(ratios.values()), []))} cells, budget {label}", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, f"performance profile, {len(next(iter(ratios.values()), []))} cells, budget {label}", path)
 
 
 def write_report(results: Path, out: Path | None = None) -> list[Path]:
