@@ -362,7 +362,6 @@ def write_report(results: Path, out: Path | None = None) -> list[Path]:
 
     records = list(iter_records(Path(results)))
     out = Path(out) if out else Path(results) / "compute"
-    written = []
     figures = []
     for (where, scale, label, variant), arms in comparisons(records).items():
         for axis in AXES:

@@ -53,10 +53,9 @@ def test_the_meter_counts_each_batch_shape_once_and_adds_it_per_step():
     model, method = tiny_mlp(), create("bp", {})
     method.prepare(model, lambda: model(torch.zeros(2, 5)), 0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    fwd = lambda m, b: m(b[0])  # noqa: E731
-    loss = lambda out, b: torch.nn.functional.mse_loss(out, b[1])  # noqa: E731
     calls = []
-    meter = Meter(lambda batch: calls.append(batch) or torch.tensor(0.0), model, method, opt, fwd, loss, None)
+    meter = Meter(lambda batch: calls.append(batch) or torch.tensor(0.0), model, method, opt,
+                  lambda m, b: m(b[0]), lambda out, b: torch.nn.functional.mse_loss(out, b[1]), None)
     for n in (7, 7, 3, 7):
         meter((torch.randn(n, 5), torch.randn(n, 2)))
     assert len(calls) == 2  # the first 7-batch and the 3-batch were counted steps; the rest the real step

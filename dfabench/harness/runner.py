@@ -156,7 +156,10 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
     method.prepare(model, lambda: task.forward(model, probe), run.seed)
     optimizer = build_optimizer(model.parameters(), hp, capturable=hp.capture and device.type == "cuda")
     schedule = Schedule(optimizer, hp)
-    loss_fn = lambda out, batch: task.loss(out, batch, model, hp)  # noqa: E731
+
+    def loss_fn(out, batch):
+        return task.loss(out, batch, model, hp)
+
     train_step = training_step(model, method, optimizer, task.forward, loss_fn, hp.grad_clip, device, hp.capture)
     meter = state["meter"] = Meter(train_step, model, method, optimizer, task.forward, loss_fn, hp.grad_clip)
     clock = BudgetClock(run.budget)
