@@ -104,3 +104,20 @@ def test_the_table_command_prints_and_writes_the_report(tmp_path, capsys):
     written = sorted(p.name for p in (tmp_path / "compute").rglob("*") if p.is_file())
     assert "README.md" in written and "d-s-m-small-flops-bp-flops.png" in written
     assert "profile-flops-bp-seconds.png" in written
+
+
+def test_the_leaderboard_has_an_equal_compute_page_only_with_budgeted_records(tmp_path):
+    from dfabench.leaderboard.html import write_site
+
+    results, plain = tmp_path / "res", tmp_path / "plain"
+    for record in _suite():
+        write_record(results, record)
+    write_record(plain, _record("only-bp", "bp", 0, [(100, 10, 0.8)]))
+    pages = write_site([results], tmp_path / "site", tmp_path / "no-baselines")
+    assert tmp_path / "site" / "compute.html" in pages
+    page = (tmp_path / "site" / "compute.html").read_text()
+    assert "<td class=\"num\">-0.04 ± 0.025</td>" in page and page.count("data:image/png;base64,") == 4
+    assert 'href="compute.html"' in (tmp_path / "site" / "index.html").read_text()
+    pages = write_site([plain], tmp_path / "site2", tmp_path / "no-baselines")
+    assert not (tmp_path / "site2" / "compute.html").exists()
+    assert 'href="compute.html"' not in (tmp_path / "site2" / "index.html").read_text()
