@@ -142,6 +142,7 @@ def test_budget_bp_refuses_an_old_bp_record_without_flops_before_training(tmp_pa
     record = json.loads(path.read_text())
     del record["compute"]  # as a record made before compute was counted
     path.write_text(json.dumps(record))
+    # seed 1's BP reference is missing: it must not train before seed 0's old record is refused
     refused(capsys, ["run", MLP, "--method", "dfa", "--scale", "smoke", "--results", str(out), "--budget", "bp",
-                     "--set", "steps_per_epoch=2"], "no FLOP count")
+                     "--seeds", "2", "--set", "steps_per_epoch=2"], "no FLOP count")
     assert len(list((out / "runs").glob("*.json"))) == 1
