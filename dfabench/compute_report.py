@@ -114,7 +114,8 @@ def equal_compute(records: Iterable[dict], at: str) -> list[dict]:
                     continue
                 values.append(value)
                 diffs.append(value - best_within(bp[seed], at, limit))
-                short += spend(r, at) < 0.98 * limit  # the run ended before BP's spend on this axis
+                # the run ended more than a step before BP's spend on this axis
+                short += spend(r, at) * (1 + 1 / max(r["timings"]["steps"], 1)) < limit
                 ratios.append(_step_ratio(r, bp[seed], at))
             if not values:
                 continue
@@ -199,19 +200,25 @@ def profiles(rows: list[dict], axis: str) -> list[dict]:
     """Integrated scores per budget, per domain and for the suite, per method present on every cell of
     the group (cells are compared under one budget label at a time)."""
     out = []
-    for label in sorted({r["budget"] for r in rows}):
-        out += _profiles([r for r in rows if r["budget"] == label and not r["variant"]], axis, label)
+    for label, scale in sorted({(r["budget"], r["scale"]) for r in rows}):
+        out += _profiles(_one_budget(rows, label, scale), axis, label, scale)
     return out
 
 
-def _profiles(rows: list[dict], axis: str, label: str) -> list[dict]:
+def _one_budget(rows: list[dict], label: str, scale: str) -> list[dict]:
+    """The rows compared in one profile: one budget label, one scale, the task's own settings."""
+    return [r for r in rows if r["budget"] == label and r["scale"] == scale and not r["variant"]]
+
+
+def _profiles(rows: list[dict], axis: str, label: str, scale: str) -> list[dict]:
     domains = sorted({row["cell"].split("/")[0] for row in rows})
     groups = [(d, sorted({r["cell"] for r in rows if r["cell"].startswith(d + "/")})) for d in domains]
     groups.append(("suite", sorted({r["cell"] for r in rows})))
     out = []
     for name, cells in groups:
         for method, ratios in profile_ratios(rows, axis, cells).items():
-            out.append({"group": name, "axis": axis, "budget": label, "method": method, "cells": len(ratios),
+            out.append({"group": name, "axis": axis, "budget": label, "scale": scale, "method": method,
+                        "cells": len(ratios),
                         "score": integrated_score(ratios), "ratios": ratios})
     return out
 
@@ -230,42 +237,47 @@ def _num(value: float, axis: str | None = None) -> str:
 
 
 def render_equal(rows: list[dict], at: str) -> str:
-    lines = [f"| cell | budget | method | n | best val within BP's {at} | − BP (paired, 95% CI) | "
+    lines = [f"| cell | scale | budget | method | n | best val within BP's {at} | − BP (paired, 95% CI) | "
              f"{'FLOPs' if at == 'flops' else 'seconds'} per step / BP's |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         gap = "" if r["method"] == "bp" else f"{r['gap']:+.4g}" + (f" ± {r['half']:.2g}" if r["half"] is not None else "")
         mark = " †" if r["ended_early"] else ""
         where = r["cell"] + (f" ({r['variant']})" if r["variant"] else "")
-        lines.append(f"| {where} | {r['budget']} | {r['method']} | {r['n']} | {r['metric']} {r['mean']:.4g}{mark} | "
+        lines.append(f"| {where} | {r['scale']} | {r['budget']} | {r['method']} | {r['n']} | {r['metric']} {r['mean']:.4g}{mark} | "
                      f"{gap} | {r['step_ratio']:.3f} |")
     if any(r["ended_early"] for r in rows):
-        lines.append(f"\n† on {sum(r['ended_early'] for r in rows)} row(s) some seed's run ended (its budget spent) "
-                     f"before BP's {at}: a lower bound on what it reaches there.")
+        lines.append(f"\n†: on {sum(bool(r['ended_early']) for r in rows)} row(s) a seed's run ended (its budget spent) "
+                     f"more than a step before BP's {at}: a lower bound on what it would reach there.")
     return "\n".join(lines) + "\n"
 
 
 def render_targets(rows: list[dict]) -> str:
-    lines = ["| cell | budget | target (BP at half its FLOPs) | method | FLOPs to target (median; per seed) | "
-             "seconds to target (median; per seed) |", "|---|---|---|---|---|---|"]
+    lines = ["| cell | scale | budget | target (BP at half its FLOPs) | method | FLOPs to target (median; per seed) | "
+             "seconds to target (median; per seed) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         each = {a: ", ".join(_num(v, a) for v in r[f"{a}_each"]) for a in AXES}
-        lines.append(f"| {r['cell']} | {r['budget']} | {r['metric']} {r['target']:.4g} | {r['method']} | "
+        lines.append(f"| {r['cell']} | {r['scale']} | {r['budget']} | {r['metric']} {r['target']:.4g} | {r['method']} | "
                      f"{_num(r['flops'], 'flops')} ({each['flops']}) | {_num(r['seconds'], 'seconds')} "
                      f"({each['seconds']}) |")
     return "\n".join(lines) + "\n"
 
 
+def profile_table(rows: list[dict]) -> list[dict]:
+    """One entry per scale, budget, group and method: its integrated scores on both axes."""
+    scores = {(p["scale"], p["budget"], p["group"], p["method"], p["axis"]): p for a in AXES for p in profiles(rows, a)}
+    return [{"scale": sc, "budget": b, "group": g, "method": m, "cells": p["cells"], "flops": p["score"],
+             "seconds": scores[(sc, b, g, m, "seconds")]["score"] if (sc, b, g, m, "seconds") in scores else None}
+            for (sc, b, g, m, axis), p in sorted(scores.items()) if axis == "flops"]
+
+
 def render_profiles(rows: list[dict]) -> str:
-    lines = ["| budget | group | cells | method | score, FLOPs to target | score, seconds to target |",
-             "|---|---|---|---|---|---|"]
-    scores = {(p["budget"], p["group"], p["method"], p["axis"]): p for a in AXES for p in profiles(rows, a)}
-    for (label, group, method, axis), p in sorted(scores.items()):
-        if axis != "flops":
-            continue
-        other = scores.get((label, group, method, "seconds"))
-        lines.append(f"| {label} | {group} | {p['cells']} | {method} | {p['score']:.3f} | "
-                     f"{other['score']:.3f} |" if other else "–")
+    lines = ["| scale | budget | group | cells | method | score, FLOPs to target | score, seconds to target |",
+             "|---|---|---|---|---|---|---|"]
+    for p in profile_table(rows):
+        seconds = "–" if p["seconds"] is None else f"{p['seconds']:.3f}"
+        lines.append(f"| {p['scale']} | {p['budget']} | {p['group']} | {p['cells']} | {p['method']} | "
+                     f"{p['flops']:.3f} | {seconds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -339,11 +351,11 @@ def curve_figure(arms: dict[str, dict[int, dict]], axis: str, title: str, path: 
     return _save(fig, ax, title, path)
 
 
-def profile_figure(rows: list[dict], axis: str, label: str, path: Path) -> Path:
-    """rho_m(tau) over the suite's cells for one budget, tau from 1 to tau_max."""
+def profile_figure(rows: list[dict], axis: str, label: str, scale: str, path: Path) -> Path:
+    """rho_m(tau) over the suite's cells for one budget and scale, tau from 1 to tau_max."""
     import numpy as np
 
-    ratios = profile_ratios([r for r in rows if r["budget"] == label and not r["variant"]], axis)
+    ratios = profile_ratios(_one_budget(rows, label, scale), axis)
     taus = np.linspace(1, TAU_MAX, 301)
     fig, ax = _axes()
     for method, rs in ratios.items():
@@ -352,7 +364,8 @@ def profile_figure(rows: list[dict], axis: str, label: str, path: Path) -> Path:
     ax.set_xlabel(f"tau: within this factor of the fastest ({'FLOPs' if axis == 'flops' else 'seconds'} to target)")
     ax.set_ylabel("share of cells")
     ax.set_ylim(-0.02, 1.02)
-    return _save(fig, ax, f"performance profile, {len(next(iter(ratios.values()), []))} cells, budget {label}", path)
+    cells = len(next(iter(ratios.values()), []))
+    return _save(fig, ax, f"performance profile, {cells} cells ({scale}), budget {label}", path)
 
 
 def write_report(results: Path, out: Path | None = None) -> list[Path]:
@@ -369,9 +382,10 @@ def write_report(results: Path, out: Path | None = None) -> list[Path]:
             title = f"{where} ({scale}), budget {label}" + (f", {variant}" if variant else "")
             figures.append(curve_figure(arms, axis, title, out / "figures" / name))
     rows = time_to_target(records)
-    for label in sorted({r["budget"] for r in rows}):
+    for label, scale in sorted({(r["budget"], r["scale"]) for r in rows}):
         for axis in AXES:
-            figures.append(profile_figure(rows, axis, label, out / "figures" / f"profile-{_slug(label)}-{axis}.png"))
+            name = f"profile-{scale}-{_slug(label)}-{axis}.png"
+            figures.append(profile_figure(rows, axis, label, scale, out / "figures" / name))
     text = ("# Equal compute: quality per FLOP and per second\n\n"
             f"Generated by `dfabench table --at flops --write --results {results}` from the records under "
             "runs/ (dfabench/compute_report.py says how each number is made).\n\n" + report(records)

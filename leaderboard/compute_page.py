@@ -26,10 +26,7 @@ def page_context(records: list[dict]) -> dict:
     """The tables' rows and the figures (as data URIs) the template shows."""
     equal = {axis: cr.equal_compute(records, axis) for axis in cr.AXES}
     targets = cr.time_to_target(records)
-    scores = {(p["budget"], p["group"], p["method"], p["axis"]): p for a in cr.AXES for p in cr.profiles(targets, a)}
-    profiles = [{"budget": b, "group": g, "method": m, "cells": p["cells"], "flops": p["score"],
-                 "seconds": scores[(b, g, m, "seconds")]["score"] if (b, g, m, "seconds") in scores else None}
-                for (b, g, m, axis), p in sorted(scores.items()) if axis == "flops"]
+    profiles = cr.profile_table(targets)
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
         for (where, scale, label, variant), arms in cr.comparisons(records).items():
@@ -37,10 +34,11 @@ def page_context(records: list[dict]) -> dict:
                 title = f"{where} ({scale}), budget {label}" + (f", {variant}" if variant else "")
                 path = cr.curve_figure(arms, axis, title, Path(tmp) / f"{len(figures)}.png")
                 figures.append({"title": f"{title}: against {axis}", "src": _png(path)})
-        for label in sorted({r["budget"] for r in targets}):
+        for label, scale in sorted({(r["budget"], r["scale"]) for r in targets}):
             for axis in cr.AXES:
-                path = cr.profile_figure(targets, axis, label, Path(tmp) / f"p{len(figures)}.png")
-                figures.append({"title": f"performance profile, budget {label}, {axis} to target", "src": _png(path)})
+                path = cr.profile_figure(targets, axis, label, scale, Path(tmp) / f"p{len(figures)}.png")
+                figures.append({"title": f"performance profile ({scale}), budget {label}, {axis} to target",
+                                "src": _png(path)})
     return {"equal": equal, "targets": targets, "profiles": profiles, "figures": figures, "tau_max": cr.TAU_MAX,
             "fmt": cr._num}
 

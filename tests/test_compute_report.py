@@ -98,12 +98,12 @@ def test_the_table_command_prints_and_writes_the_report(tmp_path, capsys):
         write_record(tmp_path, record)
     assert main(["table", "--results", str(tmp_path), "--at", "flops"]) == 0
     out = capsys.readouterr().out
-    assert "| d/s/m | flops=bp | dfa | 3 | acc 0.77 | -0.04 ± 0.025 | 0.500 |" in out
-    assert "| d/s/m | flops=bp | acc 0.61 | shallow | ∞ (∞, ∞, ∞) |" in out
+    assert "| d/s/m | small | flops=bp | dfa | 3 | acc 0.77 | -0.04 ± 0.025 | 0.500 |" in out
+    assert "| d/s/m | small | flops=bp | acc 0.61 | shallow | ∞ (∞, ∞, ∞) |" in out
     assert main(["table", "--results", str(tmp_path), "--at", "flops", "--write"]) == 0
     written = sorted(p.name for p in (tmp_path / "compute").rglob("*") if p.is_file())
     assert "README.md" in written and "d-s-m-small-flops-bp-flops.png" in written
-    assert "profile-flops-bp-seconds.png" in written
+    assert "profile-small-flops-bp-seconds.png" in written
 
 
 def test_the_leaderboard_has_an_equal_compute_page_only_with_budgeted_records(tmp_path):
