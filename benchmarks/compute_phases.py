@@ -112,7 +112,11 @@ def main() -> int:
         print(line, flush=True)
         buffer.write(line + "\n")
 
-    say(f"torch {torch.__version__}, cpu, {args.threads} thread(s), {os.cpu_count()} CPUs ({platform.machine()}), "
+    from dfabench.harness.provenance import git_state
+
+    state = git_state()
+    say(f"dfabench at commit {(state['commit'] or 'unknown')[:12]}{' (modified tree)' if state.get('dirty') else ''}; "
+        f"torch {torch.__version__}, cpu, {args.threads} thread(s), {os.cpu_count()} CPUs ({platform.machine()}), "
         f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at start")
     start = time.perf_counter()
     for cell in args.cells.split(","):
