@@ -146,3 +146,24 @@ def test_budget_bp_refuses_an_old_bp_record_without_flops_before_training(tmp_pa
     refused(capsys, ["run", MLP, "--method", "dfa", "--scale", "smoke", "--results", str(out), "--budget", "bp",
                      "--seeds", "2", "--set", "steps_per_epoch=2"], "no FLOP count")
     assert len(list((out / "runs").glob("*.json"))) == 1
+
+
+def test_explicit_budgets_stop_at_the_step_they_allow(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", MLP, "--method", "bp", "--scale", "smoke", "--results", str(out),
+                 "--set", "steps_per_epoch=2"]) == 0
+    (bp,) = _records(out)
+    budget = 2.5 * sum(bp["compute"]["step_flops"].values())  # room for 2.5 of BP's steps
+    assert main(["run", MLP, "--method", "dfa", "--scale", "smoke", "--results", str(out / "f"),
+                 "--set", "steps_per_epoch=1", "--budget", f"flops={budget}"]) == 0
+    (dfa,) = _records(out / "f")
+    step = sum(dfa["compute"]["step_flops"].values())
+    assert dfa["budget"] == {"kind": "flops", "value": budget, "label": f"flops={budget:g}"}
+    # as many of DFA's cheaper steps as fit (one per epoch), each epoch evaluated
+    assert dfa["compute"]["flops"] <= budget < dfa["compute"]["flops"] + step
+    assert dfa["timings"]["steps"] == len(dfa["history"]) == int(budget // step) > 2
+    # a time budget smaller than any step: one step, then the evaluation, then the end
+    assert main(["run", MLP, "--method", "dfa", "--scale", "smoke", "--results", str(out / "s"),
+                 "--budget", "seconds=1e-9"]) == 0
+    (fast,) = _records(out / "s")
+    assert fast["timings"]["steps"] == 1 and len(fast["history"]) == 1 and "val" in fast["history"][0]
