@@ -162,6 +162,11 @@ def test_explicit_budgets_stop_at_the_step_they_allow(tmp_path, capsys):
     # as many of DFA's cheaper steps as fit (one per epoch), each epoch evaluated
     assert dfa["compute"]["flops"] <= budget < dfa["compute"]["flops"] + step
     assert dfa["timings"]["steps"] == len(dfa["history"]) == int(budget // step) > 2
+    # a FLOP budget is reproducible: `verify` rebuilds the run with its budget and gets the same metrics
+    capsys.readouterr()
+    assert main(["verify", str(out / "f"), "--sample", "1"]) == 0
+    (entry,) = json.loads((out / "f" / "verification.json").read_text())["records"].values()
+    assert entry["identical"]
     # a time budget smaller than any step: one step, then the evaluation, then the end
     assert main(["run", MLP, "--method", "dfa", "--scale", "smoke", "--results", str(out / "s"),
                  "--budget", "seconds=1e-9"]) == 0
