@@ -43,6 +43,7 @@ class Probe:
     extras: tuple[str, ...] = ()  # numbers of the records' extras shown per method (mean over seeds)
     scale: str = "small"
     seeds: int = 3
+    overrides: tuple[tuple[str, object], ...] = ()  # hyper-parameters set for every cell (the same budget)
 
     @property
     def domain(self) -> str:
@@ -78,6 +79,24 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
            "training (tasks/lm/README.md): the mean norm of a token's vector, and the norm of the component "
            "all tokens share over their spread around it."),
           extras=("stream_norm_end", "shared_to_spread_end")),
+    Probe("norm-site", "Normalisation placement x error site: the paper's Transformer in four arms",
+          "Is it where the LayerNorm sits, or where DFA takes its error, that collapses the stream?",
+          "LayerNorm / error at", {"lm/kjv/transformer": "post-LN / decoder input",
+                                   "lm/kjv/transformer-logits": "post-LN / logits",
+                                   "lm/kjv/transformer-preln": "pre-LN / decoder input",
+                                   "lm/kjv/transformer-preln-logits": "pre-LN / logits"},
+          ("bp", "dfa"), ("perplexity", "loss"),
+          ("One network, the paper's Transformer (tasks/lm/models.py: 2 layers, d_model 128, 4 heads, d_ff 512, "
+           "ReLU, sinusoidal positions), two factors: the LayerNorm's placement (post: norm1(x + attn(x)), "
+           "norm2(x + ff(x)); pre: x + attn(norm1(x)), x + ff(norm2(x)) and one final LayerNorm) and DFA's "
+           "error site (the decoder's input, d_model wide, or the logits, 2,048 wide). Same data, width, "
+           "budget (200 steps of 32 x 64 tokens) and seeds in every arm. BP does not depend on the error site; "
+           "its two runs per placement are a control of that.",
+           "residual_norm / residual_shared_to_spread: the collapse signature read at the same place in every "
+           "arm, the last block's residual sum before any normalisation (tasks/lm/README.md), at the start "
+           "(_start) and end (_end) of training."),
+          extras=("residual_norm_start", "residual_norm_end", "residual_shared_to_spread_end"),
+          overrides=(("epochs", 2), ("alignment_every", 1))),
     Probe("depth", "Depth: the survey's MLP with 2, 4, 8 and 16 hidden layers",
           "Does DFA fall further behind BP as the network deepens?",
           "hidden layers", {"mlp/fashion-mnist/mlp": "2", **{f"mlp/fashion-mnist/mlp-depth{n}": str(n)
@@ -173,7 +192,7 @@ def run_probe(name: str, results: Path | None = None, device: str = "cpu", run: 
     code = 0
     if run:
         runs, notes = plan(list(probe.levels), list(probe.methods), probe.scale, list(range(probe.seeds)),
-                           check_data=True)
+                           overrides=dict(probe.overrides) or None, check_data=True)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         code = run_suite(runs, results, device)
