@@ -90,13 +90,13 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
            "ReLU, sinusoidal positions), two factors: the LayerNorm's placement (post: norm1(x + attn(x)), "
            "norm2(x + ff(x)); pre: x + attn(norm1(x)), x + ff(norm2(x)) and one final LayerNorm) and DFA's "
            "error site (the decoder's input, d_model wide, or the logits, 2,048 wide). Same data, width, "
-           "budget (200 steps of 32 x 64 tokens) and seeds in every arm. BP does not depend on the error site; "
+           "budget (200 steps of 16 x 64 tokens, validated every 100) and seeds in every arm. BP does not depend on the error site; "
            "its two runs per placement are a control of that.",
            "residual_norm / residual_shared_to_spread: the collapse signature read at the same place in every "
            "arm, the last block's residual sum before any normalisation (tasks/lm/README.md), at the start "
            "(_start) and end (_end) of training."),
           extras=("residual_norm_start", "residual_norm_end", "residual_shared_to_spread_end"),
-          overrides=(("epochs", 2), ("alignment_every", 1))),
+          overrides=(("epochs", 2), ("batch_size", 16), ("alignment_every", 1))),
     Probe("depth", "Depth: the survey's MLP with 2, 4, 8 and 16 hidden layers",
           "Does DFA fall further behind BP as the network deepens?",
           "hidden layers", {"mlp/fashion-mnist/mlp": "2", **{f"mlp/fashion-mnist/mlp-depth{n}": str(n)
