@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 
 import numpy as np
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -149,3 +148,35 @@ def test_norm_site_claims_are_welch_intervals_worded_from_them(tmp_path):
         ("lm/kjv/transformer", "bp"), ("lm/kjv/transformer-preln", "bp")}
     assert {r.hparams.error_at for r in runs if r.cell.endswith("-logits")} == {"logits"}
     assert {(r.hparams.epochs, r.hparams.batch_size, r.hparams.alignment_every) for r in runs} == {(2, 16, 1)}
+
+
+def test_the_committed_norm_site_probe_says_what_its_intervals_support(monkeypatch):
+    """results/probes/norm-site: the README's finding holds on the committed records. Each bound is one
+    that the other factor's arms fail: the placement moves DFA's stream norm by more than 10x and its loss
+    gap by more than 0.3 nats at both error sites; the error site moves the loss gap in neither placement."""
+    from pathlib import Path
+
+    from dfabench.probes import Quantity, effects, quantity_values, render_readme
+
+    probe = PROBES["norm-site"]
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the README names its folder relative to the checkout
+    folder = Path("results/probes/norm-site")
+    records = probe_records(probe, folder)
+    assert len({r["id"] for r in records}) == 18 and all(r["status"] == "ok" for r in records)
+    found = {(e["quantity"].split(" (")[0], e["contrast"]): e for e in effects(probe, records)}
+    norm, gap = "DFA's residual norm at the end", "DFA − BP test loss"
+    for site in ("error at the decoder input", "error at the logits"):
+        assert found[(norm, f"pre-LN − post-LN, {site}")]["low"] > 1  # more than 10x, interval and all
+        assert found[(gap, f"pre-LN − post-LN, {site}")]["low"] > 0.3
+    for placement in ("post-LN", "pre-LN"):
+        site = found[(gap, f"logits − decoder input, {placement}")]
+        assert site["low"] < 0 < site["high"]  # no evidence the error site matters
+    floor = 365.0  # the unigram floor of kjv's test split (every record's extras.floors)
+    for cell in probe.levels:
+        values = quantity_values(records, cell, Quantity("perplexity", "dfa", "perplexity"))
+        mean = sum(values) / len(values)
+        assert (mean > 0.9 * floor) if "preln" in cell else (mean < 0.6 * floor), cell
+    readme = (folder / "README.md").read_text()
+    assert "The placement of the LayerNorm causes the collapse; the error site does not." in readme
+    assert readme == render_readme(probe, probe_table(probe, records), folder, records)  # rebuilt from the records
