@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from dfabench.cli import main
 from dfabench.harness.plan import plan
 from dfabench.harness.store import write_record
-from dfabench.probes import PROBES, probe_records, probe_table, write_readme
+from dfabench.report.probes import PROBES, probe_records, probe_table, write_readme
 from dfabench.tasks.mlp.models import BinaryReadout
 from records import valid_record
 
@@ -119,7 +119,7 @@ def test_norm_site_claims_are_welch_intervals_worded_from_them(tmp_path):
     where it excludes 0; a logits arm's BP is its decoder-input arm's (relabelled, not run twice)."""
     from scipy import stats
 
-    from dfabench.probes import effects, probe_runs
+    from dfabench.report.probes import effects, probe_runs
 
     probe = PROBES["norm-site"]
     norms = {"transformer": [15.0, 16.0, 17.0], "transformer-logits": [14.0, 18.0, 16.0],
@@ -156,7 +156,7 @@ def test_the_committed_norm_site_probe_says_what_its_intervals_support(monkeypat
     gap by more than 0.3 nats at both error sites; the error site moves the loss gap in neither placement."""
     from pathlib import Path
 
-    from dfabench.probes import Quantity, effects, quantity_values, render_readme
+    from dfabench.report.probes import Quantity, effects, quantity_values, render_readme
 
     probe = PROBES["norm-site"]
     root = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The lost share (dfabench/shares.py): a ratio of two paired gaps whose interval carries both gaps'
+"""The lost share (dfabench/report/shares.py): a ratio of two paired gaps whose interval carries both gaps'
 noise, and the check that a shallow control is a control at all."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfabench.shares import control_problem, lost_share, trivial_reference
-from dfabench.tables import records_frame
+from dfabench.report.shares import control_problem, lost_share, trivial_reference
+from dfabench.report.frame import records_frame
 from records import valid_record
 
 

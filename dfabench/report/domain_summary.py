@@ -1,5 +1,5 @@
 """Each method summarised per domain by one scale-free number with its interval: the share of BP's
-advantage over a valid control that the method keeps (``kept = 1 - lost``, ``dfabench.shares``).
+advantage over a valid control that the method keeps (``kept = 1 - lost``, ``dfabench.report.shares``).
 
 Per cell (the task's own settings and data), ``kept`` has a bootstrap interval over seeds. Per domain,
 the summary is the median of the cells' ``kept`` with a two-level bootstrap: resample the cells, and
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .shares import RESAMPLES, control_problem, lost_share, trivial_reference
-from .tables import CELL, records_frame
+from .frame import CELL, records_frame
 
 CONTROLS = ("bp", "shallow")
 # domain -> models whose cells are findings, not benchmark cells: shown apart, never averaged in

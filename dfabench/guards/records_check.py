@@ -17,8 +17,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-from .harness.schema import problem
+from ..errors import ConfigError
+from ..harness.schema import problem
 
 # What a record written by `dfabench run` always holds (the schema lets older readers skip some).
 CONTRACT = ("id", "domain", "dataset", "model", "method", "scale", "seed", "hparams", "status", "metrics",

@@ -31,9 +31,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .harness.store import iter_records
-from .hparams import ConfigError
-from .tables import CELL, _method_key, paired_gaps, records_frame, summary
+from ..harness.store import iter_records
+from ..hparams import ConfigError
+from .frame import CELL, method_key, records_frame
+from .summaries import paired_gaps, summary
 
 MIN_CELLS = 6  # below this a rank correlation is not computed: too few cells to rank
 BOOTSTRAP = 2000
@@ -86,7 +87,7 @@ FACTS_FILE = "architecture.json"  # the facts of cells whose records predate run
 
 def facts_file(results: Path) -> Path | None:
     """The nearest ``architecture.json`` at or above ``results`` (results/architecture.json for every
-    folder under results/), written by ``python -m dfabench.architecture``."""
+    folder under results/), written by ``python -m dfabench.report.architecture_facts``."""
     for folder in (Path(results).resolve(), *Path(results).resolve().parents):
         if (folder / FACTS_FILE).is_file():
             return folder / FACTS_FILE
@@ -124,7 +125,7 @@ def recorded_facts(records: Iterable[dict], side: dict[str, dict] | None = None,
 def active_points(points: dict[str, list[int]], method: str, options: dict | None) -> list[int]:
     """The widths of the points ``method`` (with the record's ``method_options``) acts on: those whose
     tag it selects (dfa: the default points; dfa-micro and the vision task's dfa: more)."""
-    from .methods import create
+    from ..methods import create
 
     try:
         tags = getattr(create(method, options).options, "tags", None)
@@ -189,7 +190,7 @@ def explain_frame(records: list[dict], describe: Any = None) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["_m"] = out.method.map(_method_key)
+    out["_m"] = out.method.map(method_key)
     return out.sort_values(["scale", "domain", "dataset", "model", "_m"]).drop(columns="_m").reset_index(drop=True)
 
 
@@ -442,9 +443,9 @@ def render(frame: pd.DataFrame, results: Path, scale: str | None, figure_paths: 
     where = f"`{results}`" + (f", scale {scale}" if scale else "")
     lines = [f"# Why DFA works here and not there: the records of {where}", "",
              f"Built by `dfabench explain --results {results}" + (f" --scale {scale}" if scale else "") + "` from the "
-             "run records alone (dfabench/explain.py): the network's facts are those each run recorded "
+             "run records alone (dfabench/report/explain.py): the network's facts are those each run recorded "
              f"(`architecture`), or for records older than that the committed `{FACTS_FILE}` "
-             "(`python -m dfabench.architecture`); no model is rebuilt. A cell without them is listed below, "
+             "(`python -m dfabench.report.architecture_facts`); no model is rebuilt. A cell without them is listed below, "
              "never dropped in silence.", "",
              "**lost** = (BP − method) / (BP − shallow), oriented by the metric's direction: the share of what BP's "
              "hidden layers add over the shallow control (only the output layer trained) that the method loses; "
