@@ -73,6 +73,17 @@ class Quantity:
     log10: bool = False
 
 
+ACCURACY_GAP = Quantity("DFA − BP test accuracy (paired by seed)", "dfa", "accuracy", gap=True)
+OUTPUT_LEVELS = {f"mlp/fashion-mnist/mlp-out{n}": str(n) for n in (1, 2, 10, 100)}
+DEPTH_LEVELS = {"mlp/fashion-mnist/mlp": "2", **{f"mlp/fashion-mnist/mlp-depth{n}": str(n) for n in (4, 8, 16)}}
+
+
+def steps(levels: dict[str, str], unit: str) -> tuple[tuple[str, str, str], ...]:
+    """The contrasts of consecutive levels: ("b − a UNIT", cell b, cell a)."""
+    cells = list(levels)
+    return tuple((f"{levels[b]} − {levels[a]} {unit}", b, a) for a, b in zip(cells, cells[1:]))
+
+
 NORM_SITE_ARMS = {"lm/kjv/transformer": "post-LN / decoder input", "lm/kjv/transformer-logits": "post-LN / logits",
                   "lm/kjv/transformer-preln": "pre-LN / decoder input",
                   "lm/kjv/transformer-preln-logits": "pre-LN / logits"}
@@ -80,7 +91,7 @@ NORM_SITE_ARMS = {"lm/kjv/transformer": "post-LN / decoder input", "lm/kjv/trans
 PROBES: dict[str, Probe] = {p.name: p for p in (
     Probe("output-dim", "Output dimension: one MLP, one binary task, 1 to 100 outputs",
           "Does the rank of DFA's feedback (the dimension of the error e) decide how close DFA comes to BP?",
-          "outputs", {f"mlp/fashion-mnist/mlp-out{n}": str(n) for n in (1, 2, 10, 100)},
+          "outputs", OUTPUT_LEVELS,
           ("bp", "dfa", "shallow"), ("accuracy",),
           ("The task: Fashion-MNIST class >= 5 (sandal, shirt, sneaker, bag, boot) or not; accuracy is that "
            "binary decision's. 1 output: one logit (binary cross-entropy); 2: two logits (cross-entropy); "
@@ -88,10 +99,7 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
            "same binary target (tasks/mlp/models.py BinaryReadout), so every width holds the same information.",
            "Same MLP (784-256-256-k, ReLU, Adam), data, budget and seeds at every width.",
            "The claims below compare the DFA − BP gap (paired by seed) between consecutive widths."),
-          quantities=(Quantity("DFA − BP test accuracy (paired by seed)", "dfa", "accuracy", gap=True),),
-          contrasts=(("2 − 1 outputs", "mlp/fashion-mnist/mlp-out2", "mlp/fashion-mnist/mlp-out1"),
-                     ("10 − 2 outputs", "mlp/fashion-mnist/mlp-out10", "mlp/fashion-mnist/mlp-out2"),
-                     ("100 − 10 outputs", "mlp/fashion-mnist/mlp-out100", "mlp/fashion-mnist/mlp-out10"))),
+          quantities=(ACCURACY_GAP,), contrasts=steps(OUTPUT_LEVELS, "outputs")),
     Probe("norm-placement", "Normalisation placement: no LN, post-LN, pre-LN in a small Transformer",
           "Does where the LayerNorm sits decide whether DFA trains a Transformer?",
           "LayerNorm", {"lm/kjv/transformer-noln": "none", "lm/kjv/transformer": "post-LN",
@@ -152,16 +160,12 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
                    "means the pre-LN block with its final norm, as GPT-2 has it.")),
     Probe("depth", "Depth: the survey's MLP with 2, 4, 8 and 16 hidden layers",
           "Does DFA fall further behind BP as the network deepens?",
-          "hidden layers", {"mlp/fashion-mnist/mlp": "2", **{f"mlp/fashion-mnist/mlp-depth{n}": str(n)
-                                                            for n in (4, 8, 16)}},
+          "hidden layers", DEPTH_LEVELS,
           ("bp", "dfa", "shallow"), ("accuracy",),
           ("Hidden layers of 256, ReLU, Adam lr 1e-3, 5 epochs at every depth (tasks/mlp/hparams.yaml).",
            "The claims below compare the DFA − BP gap (paired by seed) between consecutive depths; BP itself "
            "changes with depth (see the bp column), so a step measures the gap, not DFA alone."),
-          quantities=(Quantity("DFA − BP test accuracy (paired by seed)", "dfa", "accuracy", gap=True),),
-          contrasts=(("4 − 2 hidden layers", "mlp/fashion-mnist/mlp-depth4", "mlp/fashion-mnist/mlp"),
-                     ("8 − 4 hidden layers", "mlp/fashion-mnist/mlp-depth8", "mlp/fashion-mnist/mlp-depth4"),
-                     ("16 − 8 hidden layers", "mlp/fashion-mnist/mlp-depth16", "mlp/fashion-mnist/mlp-depth8"))),
+          quantities=(ACCURACY_GAP,), contrasts=steps(DEPTH_LEVELS, "hidden layers")),
     Probe("convolution", "Convolution: a CNN trained by DFA everywhere or in its head only",
           "Is it the convolutions that DFA cannot train?",
           "cell", {"vision/fashion-mnist/lenet": "LeNet, Fashion-MNIST", "vision/digits/lenet": "LeNet, digits"},
