@@ -178,13 +178,15 @@ def render_glance(frame: pd.DataFrame, records: list[dict]) -> str:
 
 
 def summary_lines(kept: pd.DataFrame) -> list[str]:
-    """The block's summary (``dfabench.report.domain_summary``): per group and metric, each method's share of
-    BP's advantage over the shallow control kept, the median over cells with its 95% interval; the
-    findings cells on their own line, never averaged in; the cells left out, named."""
+    """The block's summary (``dfabench.report.domain_summary``): per group and metric of two cells or more,
+    each method's share of BP's advantage over the shallow control kept, the median over cells with its
+    95% interval; the findings cells on their own line, never averaged in; the cells left out, named."""
     from .domain_summary import kept_text
 
     lines = []
     for (group, metric), part in kept.groupby(["group", "metric"], sort=False):
+        if max(r.cells + len(r.left_out) for r in part.itertuples()) < 2:
+            continue  # one cell: nothing to summarise over (the quickstart's block stays the cell's rows)
         shown = [f"{r.method} {kept_text(r.kept, r.low, r.high)} ({r.cells} cell{'s' * (r.cells != 1)})"
                  for r in part.sort_values("method", key=lambda m: m.map(method_key)).itertuples()]
         lines.append(f"{'Findings cells, apart' if group == 'findings' else 'Summary'} ({metric}): share of BP's "
