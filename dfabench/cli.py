@@ -266,6 +266,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_records(args: argparse.Namespace) -> int:
+    from .guards.records_check import check
+
+    report = check(Path(args.folder), tuple(m for m in (args.need_methods or "").split(",") if m), args.domain)
+    for line in report.violations:
+        print(line)
+    print(report.summary())
+    return 1 if report.violations else 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     """`dfabench docs [--check]`: rebuild docs/results.md and docs/engine.md from the committed files."""
     from .report.pages import write_pages
@@ -417,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda")
     p.add_argument("--no-run", action="store_true", help="only rewrite the README from existing records")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("records", help="check that the run records under FOLDER keep the record contract "
+                                       "(exit 1 on a violation)")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("folder", metavar="FOLDER")
+    p.add_argument("--need-methods", help="comma-separated methods every cell must hold an ok run of")
+    p.add_argument("--domain", help="only this domain's records")
+    p.set_defaults(func=cmd_records)
 
     p = sub.add_parser("docs", help="rebuild the generated pages docs/results.md (from the records) and docs/engine.md "
                                     "(from the benchmark outputs)")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import alignment, startup
+from ..architecture import at_run_time
 from ..methods import create
 from ..task import Task, get_task
 from . import identity
@@ -125,6 +126,7 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
         "peak_mem_mb": peak_mb, "peak_mem_kind": peak_kind,
         "n_params": state["n_params"],
         "alignment": state["alignment"],
+        "architecture": state.get("architecture"),
         "extras": state["extras"],
         # FLOPs by phase per batch shape and in total (compute.py); the curve has them per epoch
         "compute": state["meter"].summary() if state["meter"] is not None else None,
@@ -153,6 +155,7 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
     state["start_extras"] = task.extras_at_start(model, data, hp)
     method = create(run.method, hp.method_options, spec=run.method_spec)
     probe = next(iter(task.train_batches(data, hp, torch.Generator().manual_seed(run.seed))))
+    state["architecture"] = at_run_time(model, lambda: task.forward(model, probe))  # for `explain`
     method.prepare(model, lambda: task.forward(model, probe), run.seed)
     optimizer = build_optimizer(model.parameters(), hp, capturable=hp.capture and device.type == "cuda")
     schedule = Schedule(optimizer, hp)
