@@ -172,3 +172,21 @@ def test_explicit_budgets_stop_at_the_step_they_allow(tmp_path, capsys):
                  "--budget", "seconds=1e-9"]) == 0
     (fast,) = _records(out / "s")
     assert fast["timings"]["steps"] == 1 and len(fast["history"]) == 1 and "val" in fast["history"][0]
+
+
+def test_committed_budgeted_records_rebuild_their_ids_and_their_report():
+    """results/budget: every record's id follows from its recorded configuration and budget (verify's
+    path), and the committed report is what the records give today."""
+    from pathlib import Path
+
+    from dfabench.compute_report import report
+    from dfabench.guards.verify import planned_from
+    from dfabench.harness.store import iter_records
+
+    folder = Path(__file__).resolve().parent.parent / "results" / "budget"
+    records = list(iter_records(folder))
+    budgeted = [r for r in records if r.get("budget")]
+    assert len(budgeted) >= 40 and {r["domain"] for r in records} == {"mlp", "vision", "ctr", "graph", "lm", "nerf"}
+    for r in records[::7] + budgeted[:5]:  # a spread of them: planning costs a task import each
+        assert planned_from(r).id == r["id"], r["id"]
+    assert report(records) in (folder / "compute" / "README.md").read_text()
