@@ -121,3 +121,14 @@ def test_the_leaderboard_has_an_equal_compute_page_only_with_budgeted_records(tm
     pages = write_site([plain], tmp_path / "site2", tmp_path / "no-baselines")
     assert not (tmp_path / "site2" / "compute.html").exists()
     assert 'href="compute.html"' not in (tmp_path / "site2" / "index.html").read_text()
+
+
+def test_reproduce_writes_the_equal_compute_report_beside_the_paper_tables(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    results = tmp_path / "budget"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "results" / "budget" / "runs", results / "runs")
+    assert main(["reproduce", "--scale", "small", "--domains", "ctr", "--no-run", "--results", str(results)]) == 0
+    text = (results / "reproduce" / "compute" / "README.md").read_text()
+    assert "| ctr/movielens/dcn | small | flops=bp | dfa | 3 | auc 0.7831 | -6.047e-05 ± 0.0013 | 0.670 |" in text
