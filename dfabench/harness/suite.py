@@ -32,6 +32,11 @@ def run_suite(config, results: Path) -> list[dict]:
     from .executor import pending, run_local
 
     runs, notes = plan_config(config)
+    references: list[dict] = []
+    if config.budget is not None:  # compute.py: BP's reference runs first under a bp budget
+        from .compute import budgeted, parse_budget
+
+        runs, notes, references = budgeted(runs, notes, parse_budget(config.budget), config, results)
     check_device(config.device, will_run=True)
     if any(run.hparams.capture for run in runs):
         from .capture import preflight
@@ -46,7 +51,7 @@ def run_suite(config, results: Path) -> list[dict]:
         from .ray_executor import run_ray
 
         startup.resume()  # the workers train; this process waits for hours
-        return run_ray(runs, results, config.device, address=config.address)
+        return references + run_ray(runs, results, config.device, address=config.address)
     from ..leaderboard.wandb_logging import record_logger, wandb_requested
 
     on_record = None
@@ -55,5 +60,5 @@ def run_suite(config, results: Path) -> list[dict]:
             on_record = record_logger(results)
         except RuntimeError as err:
             raise ConfigError(str(err)) from err
-    return run_local(runs, results, config.device, on_record=on_record)
+    return references + run_local(runs, results, config.device, on_record=on_record)
 
