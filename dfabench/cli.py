@@ -148,8 +148,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def _table_at(args: argparse.Namespace) -> int:
-    """`dfabench table --at flops|seconds [--write]`: the equal-compute report (compute_report.py)."""
-    from .compute_report import report, write_report
+    """`dfabench table --at flops|seconds [--write]`: the equal-compute report (dfabench/report/compute.py)."""
+    from .report.compute import report, write_report
     from .harness.store import iter_records
     from .report.tables import select_records
 

@@ -1,7 +1,7 @@
 """The leaderboard's equal-compute page (``compute.html``): what each method reaches with BP's FLOPs and
 BP's training seconds, FLOPs- and time-to-target, the performance profiles with AlgoPerf's integrated
 score, and the quality-against-compute figures. Built only when the folders hold budgeted records
-(``dfabench run --budget``); the numbers come from ``dfabench.compute_report``, as in
+(``dfabench run --budget``); the numbers come from ``dfabench.report.compute``, as in
 ``dfabench table --at``. Figures are embedded, so the page stays one self-contained file."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import base64
 import tempfile
 from pathlib import Path
 
-from dfabench import compute_report as cr
+from dfabench.report import compute as cr
 
 PAGE = "compute.html"
 

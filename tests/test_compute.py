@@ -179,7 +179,7 @@ def test_committed_budgeted_records_rebuild_their_ids_and_their_report():
     path), and the committed report is what the records give today."""
     from pathlib import Path
 
-    from dfabench.compute_report import report
+    from dfabench.report.compute import report
     from dfabench.guards.verify import planned_from
     from dfabench.harness.store import iter_records
 

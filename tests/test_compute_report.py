@@ -1,11 +1,11 @@
-"""The equal-compute report (dfabench/compute_report.py) checked against hand-made records."""
+"""The equal-compute report (dfabench/report/compute.py) checked against hand-made records."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from dfabench import compute_report as cr
+from dfabench.report import compute as cr
 from dfabench.cli import main
 from dfabench.harness.store import write_record
 from records import valid_record

@@ -198,33 +198,3 @@ def reference_value(record: dict, kind: str) -> float:
                               "recorded): run the budget into a fresh --results folder, or remove that record")
         return int(record["compute"]["flops"])
     return float(record["timings"]["train_s"])
-
-
-def budgeted(runs: list, notes: list[str], budget: Budget, config, results) -> tuple[list, list[str], list[dict]]:
-    """``--budget`` on a planned configuration. Under a ``bp`` budget BP's unbudgeted runs of the same
-    cells, seeds and overrides run first (those not recorded yet; here, one after another), and their
-    records set each run's budget. Returns the budgeted runs, the notes, and BP's reference records
-    (BP's arm of the comparison)."""
-    import sys
-
-    from .config import check_device
-    from .executor import pending, run_local
-    from .plan import plan
-    from .store import read_valid, record_path
-
-    references: dict[tuple[str, int], dict] = {}
-    if budget.value is None:
-        refs, _ = plan(config.selectors, ["bp"], config.scale, list(range(config.seeds)), overrides=config.set)
-        for ref in refs:  # before anything trains: an old BP record cannot say what it spent
-            path = record_path(results, ref.id)
-            record = read_valid(path) if path.exists() else None
-            if record is not None and record["status"] == "ok":
-                reference_value(record, budget.kind)
-        todo = pending(refs, results)
-        if todo:
-            check_device(config.device, will_run=True)
-            print(f"--budget {budget.label}: {len(todo)} BP reference run(s) first", file=sys.stderr)
-            run_local(todo, results, config.device)
-        references = {(ref.cell, ref.seed): read_valid(record_path(results, ref.id)) for ref in refs}
-    planned, more = plan_budget(runs, budget, references)
-    return planned, notes + more, [r for r in references.values() if r is not None]

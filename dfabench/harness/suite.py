@@ -33,8 +33,8 @@ def run_suite(config, results: Path) -> list[dict]:
 
     runs, notes = plan_config(config)
     references: list[dict] = []
-    if config.budget is not None:  # compute.py: BP's reference runs first under a bp budget
-        from .compute import budgeted, parse_budget
+    if config.budget is not None:  # BP's reference runs first under a bp budget
+        from .compute import parse_budget
 
         runs, notes, references = budgeted(runs, notes, parse_budget(config.budget), config, results)
     check_device(config.device, will_run=True)
@@ -62,3 +62,31 @@ def run_suite(config, results: Path) -> list[dict]:
             raise ConfigError(str(err)) from err
     return references + run_local(runs, results, config.device, on_record=on_record)
 
+
+def budgeted(runs: list, notes: list[str], budget, config, results) -> tuple[list, list[str], list[dict]]:
+    """``--budget`` on a planned configuration. Under a ``bp`` budget BP's unbudgeted runs of the same
+    cells, seeds and overrides run first (those not recorded yet; here, one after another), and their
+    records set each run's budget. Returns the budgeted runs, the notes, and BP's reference records
+    (BP's arm of the comparison)."""
+    from .compute import plan_budget, reference_value
+    from .config import check_device
+    from .executor import pending, run_local
+    from .plan import plan
+    from .store import read_valid, record_path
+
+    references: dict[tuple[str, int], dict] = {}
+    if budget.value is None:
+        refs, _ = plan(config.selectors, ["bp"], config.scale, list(range(config.seeds)), overrides=config.set)
+        for ref in refs:  # before anything trains: an old BP record cannot say what it spent
+            path = record_path(results, ref.id)
+            record = read_valid(path) if path.exists() else None
+            if record is not None and record["status"] == "ok":
+                reference_value(record, budget.kind)
+        todo = pending(refs, results)
+        if todo:
+            check_device(config.device, will_run=True)
+            print(f"--budget {budget.label}: {len(todo)} BP reference run(s) first", file=sys.stderr)
+            run_local(todo, results, config.device)
+        references = {(ref.cell, ref.seed): read_valid(record_path(results, ref.id)) for ref in refs}
+    planned, more = plan_budget(runs, budget, references)
+    return planned, notes + more, [r for r in references.values() if r is not None]
