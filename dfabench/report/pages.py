@@ -70,6 +70,8 @@ BENCH = {
     "engine-overhead-loaded.txt": ("The same on a loaded machine", "python benchmarks/engine_overhead.py"),
     "cli-start-2core.txt": ("How long `dfabench --help`, `list` and a run's start take", "python benchmarks/cli_start.py"),
     "lm-encoding-memory-2core.txt": ("Memory of encoding the LM corpora", "python benchmarks/lm_encoding_memory.py"),
+    "report-identity.txt": ("The reporting refactor against the code before it: every output compared",
+                            "python benchmarks/report_outputs.py OUT at both commits, then diff -r"),
     "gate-mutants.txt": ("The regression gate's mutation test: one realistic bug at a time, the gate as CI runs it "
                          "(docs/gate.md)", "python benchmarks/gate_mutants.py --jobs 3 --out results/bench/gate-mutants.txt"),
 }
