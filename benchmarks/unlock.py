@@ -1,0 +1,348 @@
+"""DFA's unlocked backward across pipeline stages, measured: BP and DFA step times on 1, 2 and as many
+stages as the machine has cores (one process and one core per stage), beside two models and a
+calibrated simulation.
+
+    python benchmarks/unlock.py [--device cpu|cuda] [--stages 1,2] [--micro-batches 1,4] [--steps 15]
+        [--depth 8] [--width 1024] [--batch 256] [--ethernet 50e-6,1.25e9] [--nvlink 10e-6,300e9]
+        [--gpu-step-ms 1.30] [--out results/bench/unlock-cpu-2core.txt]
+
+The model is a ``depth`` x ``width`` tanh MLP (784 -> 10, a FeedbackPoint after every hidden layer),
+cut into stages right after feedback points, balanced by parameters (``dfabench.distributed``). Both
+methods run the same GPipe schedule with m micro-batches (``dfabench/distributed/pipeline.py``); BP
+and DFA steps alternate step by step in the same processes, each step between two barriers, and the
+median over ``--steps`` steps is reported.
+
+1. Calibration (this process, one thread): every block's forward, BP backward (weight and input
+   gradients), DFA backward (its share of ``e B`` and weight gradients only) and update, per
+   micro-batch; the link's latency and bandwidth from a ping-pong between two stage processes.
+2. Steps: BP and DFA step time per (stages, micro-batches), the measured gain BP/DFA beside the
+   reviewers' model (N forward + N backward against N forward + 1 parallel backward, free links,
+   one micro-batch) and GPipe's bubble (N - 1)/(m + N - 1), and the simulation's prediction from the
+   calibration (``dfabench/distributed/simulate.py``) with its error.
+3. Curves: the simulated gain BP/DFA against N = 1..64 stages (one hidden block per stage), for a CPU
+   cluster on Ethernet (this machine's block times; ``--ethernet`` latency,bandwidth) and for GPUs on
+   NVLink (``--nvlink``; block times are this machine's scaled so that the 4 x 1024 MLP's BP step
+   takes ``--gpu-step-ms``, the H100's in results/bench/engine-h100-host.txt: an assumption, since
+   no GPU was timed block by block).
+
+``--device cuda`` runs one process per GPU with NCCL (as many GPUs as the most stages asked for);
+without them it refuses in one line, exit 2. The load average is printed at the start and the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from dfabench.distributed import launch
+from dfabench.distributed.pipeline import Pipeline
+from dfabench.distributed.placement import split_points
+from dfabench.distributed.simulate import Block, Link, bubble, even_cuts, reviewers, step_times
+from dfabench.engine import FeedbackPoint
+from dfabench.methods import create
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine import Parser, positive_int  # noqa: E402  (the benchmarks' shared argument handling)
+
+INPUTS, CLASSES = 784, 10
+
+
+def mlp(depth: int, width: int) -> nn.Sequential:
+    layers, size = [], INPUTS
+    for _ in range(depth):
+        layers += [nn.Linear(size, width), nn.Tanh(), FeedbackPoint()]
+        size = width
+    return nn.Sequential(*layers, nn.Linear(width, CLASSES))
+
+
+def batch(size: int, device):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(size, INPUTS, generator=g).to(device), torch.randint(0, CLASSES, (size,), generator=g).to(device))
+
+
+def loss_fn(out, y):
+    return F.cross_entropy(out, y)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# -- 1. calibration -------------------------------------------------------------------------------
+def timed(fn, setup, reps: int, device) -> float:
+    """Median seconds of ``fn(setup())`` over ``reps`` runs (setup not timed)."""
+    times = []
+    for _ in range(reps + 2):
+        state = setup()
+        sync(device)
+        t0 = time.perf_counter()
+        fn(state)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[2:])
+
+
+def calibrate(depth, width, micro, device, reps=15) -> list[Block]:
+    """Each block's times on one micro-batch (a block: Linear, Tanh, FeedbackPoint; then the head)."""
+    torch.manual_seed(0)
+    model = mlp(depth, width).to(device)
+    x, y = micro
+    g = torch.Generator().manual_seed(1)
+    B = (torch.rand(CLASSES, width, generator=g) * 2 - 1).to(device) / width ** 0.5
+    e = torch.randn(len(x), CLASSES, device=device) / len(x)
+    modules = list(model)
+    blocks, h = [], x
+    for i in range(depth + 1):
+        block = nn.Sequential(*modules[3 * i: 3 * i + 3])
+        head, first = i == depth, i == 0
+        params = list(block.parameters())
+        opt = torch.optim.SGD(params, lr=1e-4)
+        h_in = h.detach()
+
+        def fresh(requires):
+            for p in params:
+                p.grad = None
+            return h_in.clone().requires_grad_(requires)
+
+        def forward(state):
+            out = block(state)
+            return loss_fn(out, y) if head else out
+
+        f = timed(forward, lambda: fresh(not first), reps, device)
+
+        def bp_setup():
+            out = forward(fresh(not first))
+            return out, (None if head else torch.randn_like(out))
+
+        b_bp = timed(lambda s: torch.autograd.backward(s[0], s[1]), bp_setup, reps, device)
+
+        def dfa_setup():
+            return forward(fresh(False))
+
+        def dfa(out):  # the head: its own gradient from the loss; a hidden block: B e, then dW only
+            if head:
+                out.backward()
+            else:
+                torch.autograd.backward(out, (e @ B).view_as(out))
+
+        b_dfa = timed(dfa, dfa_setup, reps, device)
+
+        def update_setup():
+            for p in params:
+                p.grad = torch.zeros_like(p)
+
+        u = timed(lambda _: opt.step(), update_setup, reps, device)
+        with torch.no_grad():
+            h = block(h_in)
+        blocks.append(Block(f, b_bp, b_dfa, u, h.numel() * h.element_size()))
+    return blocks
+
+
+def link_figures(rank, device, nbytes: int, reps=30) -> tuple[float, float]:
+    """One-way time of a 4-byte and an ``nbytes`` message between ranks 0 and 1, by ping-pong."""
+    out = []
+    for size in (1, nbytes // 4):
+        buffer = torch.zeros(size, device=device)
+        times = []
+        for _ in range(reps + 3):
+            sync(device)
+            t0 = time.perf_counter()
+            if rank == 0:
+                dist.send(buffer, 1)
+                dist.recv(buffer, 1)
+            elif rank == 1:
+                dist.recv(buffer, 0)
+                dist.send(buffer, 0)
+            sync(device)
+            times.append((time.perf_counter() - t0) / 2)
+        out.append(statistics.median(times[3:]))
+    latency = out[0]
+    return latency, nbytes / max(out[1] - latency, 1e-9)
+
+
+# -- 2. the pipelined steps -------------------------------------------------------------------------
+def worker(rank, world, config: dict, result: str):
+    device = torch.device(f"cuda:{rank}" if config["device"] == "cuda" else "cpu")
+    x, y = batch(config["batch"], device)
+    report = {}
+    if world >= 2 and config["link"]:
+        report["link"] = link_figures(rank, device, config["act_bytes"])
+        dist.barrier()
+    for m in config["micro_batches"]:
+        steps = {}
+        for name in ("bp", "dfa"):
+            torch.manual_seed(0)
+            model = mlp(config["depth"], config["width"]).to(device)
+            method = create(name)
+            method.prepare(model, lambda model=model: model(x), seed=0)
+            pipe = Pipeline(model, method, x, loss_fn, micro_batches=m)
+            opt = torch.optim.SGD(pipe.parameters(), lr=1e-4)
+
+            def step(pipe=pipe, opt=opt):
+                opt.zero_grad(set_to_none=True)
+                pipe.step(x, y)
+                opt.step()
+                sync(device)
+            steps[name] = step
+        times = {name: [] for name in steps}
+        for s in range(config["steps"] + 2):
+            for name in (("bp", "dfa") if s % 2 else ("dfa", "bp")):
+                dist.barrier()
+                t0 = time.perf_counter()
+                steps[name]()
+                dist.barrier()
+                if s >= 2:
+                    times[name].append(time.perf_counter() - t0)
+        report[str(m)] = {name: statistics.median(t) for name, t in times.items()}
+        report["cuts"] = pipe.cuts
+    if rank == 0:
+        Path(result).write_text(json.dumps(report))
+
+
+def measure(world, config) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        result = os.path.join(folder, "result.json")
+        launch.run(worker, world, config, result, device=config["device"], threads=1)
+        return json.loads(Path(result).read_text())
+
+
+# -- 3. the report --------------------------------------------------------------------------------
+def pair(text: str) -> tuple[float, float]:
+    try:
+        latency, bandwidth = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{text!r}: give latency_s,bandwidth_bytes_per_s") from None
+    if latency < 0 or bandwidth <= 0:
+        raise ValueError(f"{text!r}: latency must be >= 0 and bandwidth > 0")
+    return latency, bandwidth
+
+
+def counts(text: str) -> list[int]:
+    values = [positive_int(v) for v in text.split(",")]
+    return sorted(set(values))
+
+
+def curve(say, label, hidden: Block, first: Block, head: Block, link: Link, error_bytes, scale=1.0):
+    def scaled(b: Block) -> Block:
+        return Block(b.f * scale, b.b_bp * scale, b.b_dfa * scale, b.u * scale, b.out_bytes)
+
+    say(f"{label}: gain BP/DFA (simulated step times), one hidden block of this width per stage, "
+        f"link latency {link.latency * 1e6:.0f} us, bandwidth {link.bandwidth / 1e9:.2f} GB/s")
+    say(f"  {'N':>3}  {'m=1':>6}  {'m=4':>6}  {'m=N':>6}  {'reviewers':>9}")
+    for n in (1, 2, 4, 8, 16, 32, 64):
+        blocks = [scaled(first)] + [scaled(hidden)] * (n - 1) + [scaled(head)]
+        cuts = even_cuts(len(blocks) - 1, n)  # the head rides with the last stage
+        row = []
+        for m in (1, 4, n):
+            t = step_times(blocks, cuts, m, link, error_bytes)
+            row.append(t["bp"] / t["dfa"])
+        r = reviewers(blocks, n)
+        say(f"  {n:>3}  {row[0]:>6.2f}  {row[1]:>6.2f}  {row[2]:>6.2f}  {r['bp'] / r['dfa']:>9.2f}")
+
+
+def main():
+    parser = Parser(prog="unlock.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parser.add_argument("--stages", type=counts, default=sorted({1, 2, cores}))
+    parser.add_argument("--micro-batches", type=counts, default=[1, 4])
+    parser.add_argument("--steps", type=positive_int, default=15)
+    parser.add_argument("--depth", type=positive_int, default=8)
+    parser.add_argument("--width", type=positive_int, default=1024)
+    parser.add_argument("--batch", type=positive_int, default=256)
+    parser.add_argument("--ethernet", type=pair, default=(50e-6, 1.25e9), help="latency_s,bandwidth_B/s (10 GbE)")
+    parser.add_argument("--nvlink", type=pair, default=(10e-6, 300e9), help="latency_s,bandwidth_B/s (NVLink)")
+    parser.add_argument("--gpu-step-ms", type=float, default=1.30,
+                        help="the 4x1024 MLP's BP step on the GPU to scale block times to (H100: 1.30 ms)")
+    parser.add_argument("--out", help="also write the output to this file")
+    args = parser.checked(parser.parse_args())
+    if max(args.stages) > args.depth:
+        parser.error(f"--stages {max(args.stages)}: a depth-{args.depth} MLP can be cut into at most {args.depth} stages")
+    if any(args.batch % m for m in args.micro_batches):
+        parser.error(f"--batch {args.batch} does not split into --micro-batches {args.micro_batches}")
+    if args.device.startswith("cuda") and torch.cuda.device_count() < max(args.stages):
+        parser.error(f"--device cuda: {max(args.stages)} stages need as many GPUs; torch sees {torch.cuda.device_count()}")
+    device = torch.device("cuda:0" if args.device.startswith("cuda") else "cpu")
+    out = open(args.out, "w") if args.out else None
+
+    def say(text=""):
+        print(text, flush=True)
+        if out is not None:
+            out.write(text + "\n")
+            out.flush()
+
+    started = time.perf_counter()
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    say(f"torch {torch.__version__}, device {args.device}, {cores} cores ({platform.processor() or platform.machine()}), "
+        f"load average {load} at start; {args.depth}x{args.width} tanh MLP, batch {args.batch}, one thread per "
+        f"stage, median of {args.steps} steps, BP and DFA alternating")
+    torch.set_num_threads(1)
+    shown = {}
+    for m in args.micro_batches:
+        micro = batch(args.batch // m, device)
+        blocks = calibrate(args.depth, args.width, micro, device)
+        shown[m] = blocks
+        say(f"calibration, micro-batch {args.batch // m} (ms: forward / BP backward / DFA backward / update):")
+        for i in (0, 1, args.depth):
+            b = blocks[i]
+            name = "first" if i == 0 else "head" if i == args.depth else "hidden"
+            say(f"  {name:<6} {b.f * 1e3:7.3f} / {b.b_bp * 1e3:7.3f} / {b.b_dfa * 1e3:7.3f} / {b.u * 1e3:7.3f}")
+    act_bytes = (args.batch // max(args.micro_batches)) * args.width * 4
+    error_bytes = {m: (args.batch // m) * CLASSES * 4 for m in args.micro_batches}
+    config = dict(device="cuda" if args.device.startswith("cuda") else "cpu", batch=args.batch, depth=args.depth,
+                  width=args.width, steps=args.steps, micro_batches=args.micro_batches, act_bytes=act_bytes, link=True)
+    measured, link = {}, None
+    for n in args.stages:
+        measured[n] = measure(n, config)
+        if "link" in measured[n] and link is None:
+            latency, bandwidth = measured[n]["link"]
+            link = Link(latency, bandwidth)
+            say(f"link ({'NCCL' if config['device'] == 'cuda' else 'gloo'}, measured by ping-pong): latency "
+                f"{latency * 1e6:.1f} us, bandwidth {bandwidth / 1e9:.2f} GB/s")
+    link = link or Link(0.0, 1e18)
+    say("")
+    say(f"{'N':>2} {'m':>2}  {'BP ms':>8} {'DFA ms':>8}  {'gain':>5}  {'sim BP':>8} {'err':>6} {'sim DFA':>8} {'err':>6}"
+        f"  {'sim gain':>8}  {'reviewers':>9}  {'bubble':>6}")
+    model = mlp(args.depth, args.width)
+    for n in args.stages:
+        cuts = measured[n]["cuts"]
+        for m in args.micro_batches:
+            bp, dfa = measured[n][str(m)]["bp"], measured[n][str(m)]["dfa"]
+            blocks = shown[m]
+            block_cuts = [c // 3 for c in cuts]  # module index -> block index (3 modules per block)
+            sim = step_times(blocks, block_cuts, m, link, error_bytes[m])
+            rev = reviewers(shown[1] if 1 in shown else blocks, n)
+            say(f"{n:>2} {m:>2}  {bp * 1e3:8.1f} {dfa * 1e3:8.1f}  {bp / dfa:5.2f}  {sim['bp'] * 1e3:8.1f} "
+                f"{(sim['bp'] - bp) / bp:+6.1%} {sim['dfa'] * 1e3:8.1f} {(sim['dfa'] - dfa) / dfa:+6.1%}  "
+                f"{sim['bp'] / sim['dfa']:8.2f}  {rev['bp'] / rev['dfa']:9.2f}  {bubble(n, m):6.2f}")
+    assert split_points(model, max(args.stages)) == measured[max(args.stages)]["cuts"]
+    say("(gain: BP step / DFA step; sim: the simulation's prediction from the calibration and the measured link, "
+        "err: (sim - measured) / measured; reviewers: (N f + N b) / (N f + b_dfa) with m = 1, free links)")
+    say("")
+    base = shown[1] if 1 in shown else shown[min(shown)]
+    first, hidden, head = base[0], base[1], base[-1]
+    curve(say, "CPU cluster on Ethernet (this machine's block times)", hidden, first, head, Link(*args.ethernet),
+          error_bytes.get(1, CLASSES * 4 * args.batch))
+    cpu_step = sum(b.f + b.b_bp + b.u for b in [first, hidden, hidden, hidden, head])
+    curve(say, f"GPUs on NVLink (block times scaled by {args.gpu_step_ms / 1e3 / cpu_step:.4f}: the 4x{args.width} "
+          f"BP step {cpu_step * 1e3:.1f} ms here -> {args.gpu_step_ms} ms)", hidden, first, head, Link(*args.nvlink),
+          error_bytes.get(1, CLASSES * 4 * args.batch), scale=args.gpu_step_ms / 1e3 / cpu_step)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    say(f"total {time.perf_counter() - started:.0f} s, load average {load} at the end")
+    if out is not None:
+        out.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The GPipe schedule's step time for BP and DFA, predicted from block times and link figures.
+
+Inputs (``Block``): each block's forward time per micro-batch ``f``, backward time per micro-batch
+under BP ``b_bp`` (weight and input gradients) and under DFA ``b_dfa`` (its share of ``e B`` and the
+weight gradients only), its optimiser update per step ``u``, and the bytes of the activation it hands
+on. A ``Link`` has a latency (s) and a bandwidth (bytes/s); a transfer of n bytes takes
+``latency + n / bandwidth``. The schedule is the one ``pipeline.Pipeline`` runs:
+
+* forward: stage k starts micro-batch j when it has finished j-1 and j has arrived from stage k-1;
+* BP backward: stage k starts micro-batch j when it has finished its forwards and j-1's backward and
+  the gradient of j has arrived from stage k+1 (the last stage starts once its forwards are done);
+* DFA backward: the last stage broadcasts every micro-batch's error (a binomial tree:
+  ``ceil(log2 N)`` transfers), then every stage runs its m backward passes with no further wait;
+* every stage then updates its parameters; the step ends with a barrier (two latencies).
+
+Compute on one stage is taken as serial (one core or one GPU per stage) and a transfer as not
+delaying its sender (``isend``). What it leaves out: contention between transfers on one link, the
+host time of a transfer (it shows up in the calibration as part of ``f``) and jitter.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Block:
+    f: float  # forward, s per micro-batch
+    b_bp: float  # BP backward, s per micro-batch
+    b_dfa: float  # DFA backward, s per micro-batch
+    u: float  # update, s per step
+    out_bytes: int  # activation handed to the next block, per micro-batch
+
+
+@dataclass(frozen=True)
+class Link:
+    latency: float  # s
+    bandwidth: float  # bytes/s
+
+    def time(self, nbytes: float) -> float:
+        return self.latency + nbytes / self.bandwidth
+
+
+def stages_of(blocks: list[Block], cuts: list[int]) -> list[list[Block]]:
+    bounds = [0, *cuts, len(blocks)]
+    return [blocks[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def even_cuts(count: int, stages: int) -> list[int]:
+    """Cut ``count`` equal blocks into ``stages`` runs as even as whole blocks allow."""
+    return [round(count * s / stages) for s in range(1, stages)]
+
+
+def step_times(blocks: list[Block], cuts: list[int], micro_batches: int, link: Link,
+               error_bytes: int) -> dict[str, float]:
+    """Predicted step time (s) of BP and DFA; ``error_bytes``: one micro-batch's output errors."""
+    parts = stages_of(blocks, cuts)
+    n, m = len(parts), micro_batches
+    f = [sum(b.f for b in p) for p in parts]
+    b_bp = [sum(b.b_bp for b in p) for p in parts]
+    b_dfa = [sum(b.b_dfa for b in p) for p in parts]
+    u = [sum(b.u for b in p) for p in parts]
+    hop = [link.time(p[-1].out_bytes) for p in parts]  # stage k -> k+1
+    if n == 1:
+        hop = [0.0]
+    fwd = [[0.0] * m for _ in range(n)]
+    for k in range(n):
+        for j in range(m):
+            ready = max(fwd[k][j - 1] if j else 0.0, fwd[k - 1][j] + hop[k - 1] if k else 0.0)
+            fwd[k][j] = ready + f[k]
+    bwd = [[0.0] * m for _ in range(n)]
+    for k in reversed(range(n)):
+        for j in range(m):
+            ready = max(bwd[k][j - 1] if j else fwd[k][m - 1], bwd[k + 1][j] + hop[k] if k < n - 1 else 0.0)
+            bwd[k][j] = ready + b_bp[k]
+    barrier = 2 * link.latency if n > 1 else 0.0
+    bp = max(bwd[k][m - 1] + u[k] for k in range(n)) + barrier
+    broadcast = math.ceil(math.log2(n)) * link.time(m * error_bytes) if n > 1 else 0.0
+    errors_known = fwd[n - 1][m - 1] + broadcast
+    dfa = max(max(fwd[k][m - 1], errors_known) + m * b_dfa[k] + u[k] for k in range(n)) + barrier
+    return {"bp": bp, "dfa": dfa}
+
+
+def reviewers(blocks: list[Block], stages: int) -> dict[str, float]:
+    """The reviewers' model, one micro-batch, free links: N stages forward then N backward (BP) against
+    N forward then one backward, all stages at once (DFA); the blocks dealt evenly."""
+    f = sum(b.f for b in blocks)
+    return {"bp": f + sum(b.b_bp for b in blocks), "dfa": f + sum(b.b_dfa for b in blocks) / stages}
+
+
+def bubble(stages: int, micro_batches: int) -> float:
+    """GPipe's idle fraction of each phase: (N - 1) / (m + N - 1)."""
+    return (stages - 1) / (micro_batches + stages - 1)
