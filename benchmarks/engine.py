@@ -590,6 +590,29 @@ class Parser(argparse.ArgumentParser):
         return args
 
 
+class Output:
+    """What a benchmark says: printed, and written line by line to ``path`` when given (so that a cut
+    run keeps its part). Call it with a line; ``close()`` at the end."""
+
+    def __init__(self, path: str | None):
+        self.file = open(path, "w") if path else None
+
+    def __call__(self, text: str = "") -> None:
+        print(text, flush=True)
+        if self.file is not None:
+            self.file.write(text + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: every timing file states them at its start and end."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -618,15 +641,8 @@ def main():
     args = parser.checked(parser.parse_args())
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    out = open(args.out, "w") if args.out else None
-
-    def say(text=""):
-        print(text, flush=True)
-        if out is not None:
-            out.write(text + "\n")
-            out.flush()
-
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    say = Output(args.out)
+    load = load_average()
     say(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}), load average {load} at start; median of {args.steps} "
         f"steps per variant, alternating step by step" + (f", {args.repeat} times" if args.repeat > 1 else ""))
@@ -641,10 +657,8 @@ def main():
     batched_weight_gradient_line(device, args.steps, say)
     if not only or any(part in "mlp-4x1024-tanh" for part in only):
         hand_written_line(device, args.steps, say, args.repeat)
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    say(f"total {time.perf_counter() - started:.0f} s, load average {load} at the end")
-    if out is not None:
-        out.close()
+    say(f"total {time.perf_counter() - started:.0f} s, load average {load_average()} at the end")
+    say.close()
 
 
 if __name__ == "__main__":

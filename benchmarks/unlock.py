@@ -17,8 +17,11 @@ median over ``--steps`` steps is reported.
    micro-batch; the link's latency and bandwidth from a ping-pong between two stage processes.
 2. Steps: BP and DFA step time per (stages, micro-batches), the measured gain BP/DFA beside the
    reviewers' model (N forward + N backward against N forward + 1 parallel backward, free links,
-   one micro-batch) and GPipe's bubble (N - 1)/(m + N - 1), and the simulation's prediction from the
-   calibration (``dfabench/distributed/simulate.py``) with its error.
+   one micro-batch) and GPipe's bubble (N - 1)/(m + N - 1), and the simulation's prediction
+   (``dfabench/distributed/simulate.py``) with its error. The simulation takes the block times, the
+   measured link, and one more figure from the 1-stage run: the host time per micro-batch that the
+   block times leave out (the pipeline's bookkeeping, dispatch), so its 1-stage rows match by
+   construction and the rows with more stages are the predictions that test it.
 3. Curves: the simulated gain BP/DFA against N = 1..64 stages (one hidden block per stage), for a CPU
    cluster on Ethernet (this machine's block times; ``--ethernet`` latency,bandwidth) and for GPUs on
    NVLink (``--nvlink``; block times are this machine's scaled so that the 4 x 1024 MLP's BP step
@@ -47,12 +50,19 @@ from torch import nn
 from dfabench.distributed import launch
 from dfabench.distributed.pipeline import Pipeline
 from dfabench.distributed.placement import split_points
-from dfabench.distributed.simulate import Block, Link, bubble, even_cuts, reviewers, step_times
+from dfabench.distributed.simulate import (
+    Block,
+    Link,
+    bubble,
+    even_cuts,
+    reviewers,
+    step_times,
+)
 from dfabench.engine import FeedbackPoint
 from dfabench.methods import create
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import Parser, positive_int  # noqa: E402  (the benchmarks' shared argument handling)
+from engine import Output, Parser, load_average, positive_int
 
 INPUTS, CLASSES = 784, 10
 
@@ -97,60 +107,61 @@ def calibrate(depth, width, micro, device, reps=15) -> list[Block]:
     """Each block's times on one micro-batch (a block: Linear, Tanh, FeedbackPoint; then the head)."""
     torch.manual_seed(0)
     model = mlp(depth, width).to(device)
-    x, y = micro
-    g = torch.Generator().manual_seed(1)
-    B = (torch.rand(CLASSES, width, generator=g) * 2 - 1).to(device) / width ** 0.5
-    e = torch.randn(len(x), CLASSES, device=device) / len(x)
+    x, _ = micro
     modules = list(model)
     blocks, h = [], x
     for i in range(depth + 1):
         block = nn.Sequential(*modules[3 * i: 3 * i + 3])
-        head, first = i == depth, i == 0
-        params = list(block.parameters())
-        opt = torch.optim.SGD(params, lr=1e-4)
-        h_in = h.detach()
-
-        def fresh(requires):
-            for p in params:
-                p.grad = None
-            return h_in.clone().requires_grad_(requires)
-
-        def forward(state):
-            out = block(state)
-            return loss_fn(out, y) if head else out
-
-        f = timed(forward, lambda: fresh(not first), reps, device)
-
-        def bp_setup():
-            out = forward(fresh(not first))
-            return out, (None if head else torch.randn_like(out))
-
-        b_bp = timed(lambda s: torch.autograd.backward(s[0], s[1]), bp_setup, reps, device)
-
-        def dfa_setup():
-            return forward(fresh(False))
-
-        def dfa(out):  # the head: its own gradient from the loss; a hidden block: B e, then dW only
-            if head:
-                out.backward()
-            else:
-                torch.autograd.backward(out, (e @ B).view_as(out))
-
-        b_dfa = timed(dfa, dfa_setup, reps, device)
-
-        def update_setup():
-            for p in params:
-                p.grad = torch.zeros_like(p)
-
-        u = timed(lambda _: opt.step(), update_setup, reps, device)
+        blocks.append(block_times(block, h.detach(), micro[1], i == 0, i == depth, width, device, reps))
         with torch.no_grad():
-            h = block(h_in)
-        blocks.append(Block(f, b_bp, b_dfa, u, h.numel() * h.element_size()))
+            h = block(h)
     return blocks
 
 
+def block_times(block, h_in, y, first: bool, head: bool, width: int, device, reps: int) -> Block:
+    g = torch.Generator().manual_seed(1)
+    B = (torch.rand(CLASSES, width, generator=g) * 2 - 1).to(device) / width ** 0.5
+    e = torch.randn(len(h_in), CLASSES, device=device) / len(h_in)
+    params = list(block.parameters())
+    opt = torch.optim.SGD(params, lr=1e-4)
+
+    def fresh(requires):
+        for p in params:
+            p.grad = None
+        return h_in.clone().requires_grad_(requires)
+
+    def forward(state):
+        out = block(state)
+        return loss_fn(out, y) if head else out
+
+    def bp_setup():
+        out = forward(fresh(not first))
+        return out, (None if head else torch.randn_like(out))
+
+    def dfa(out):  # the head: its own gradient from the loss; a hidden block: B e, then dW only
+        if head:
+            out.backward()
+        else:
+            torch.autograd.backward(out, (e @ B).view_as(out))
+
+    def update_setup():
+        for p in params:
+            p.grad = torch.zeros_like(p)
+
+    f = timed(forward, lambda: fresh(not first), reps, device)
+    b_bp = timed(lambda s: torch.autograd.backward(s[0], s[1]), bp_setup, reps, device)
+    b_dfa = timed(dfa, lambda: forward(fresh(False)), reps, device)
+    u = timed(lambda _: opt.step(), update_setup, reps, device)
+    with torch.no_grad():
+        out = block(h_in)
+    return Block(f, b_bp, b_dfa, u, out.numel() * out.element_size())
+
+
 def link_figures(rank, device, nbytes: int, reps=30) -> tuple[float, float]:
-    """One-way time of a 4-byte and an ``nbytes`` message between ranks 0 and 1, by ping-pong."""
+    """Latency and bandwidth between ranks 0 and 1, by ping-pong: the one-way time of a 4-byte
+    message, and of an ``nbytes`` message less that (``nbytes``: 4 MiB at least, so that the transfer
+    time is well above the clock's noise)."""
+    nbytes = max(nbytes, 4 << 20)
     out = []
     for size in (1, nbytes // 4):
         buffer = torch.zeros(size, device=device)
@@ -168,7 +179,9 @@ def link_figures(rank, device, nbytes: int, reps=30) -> tuple[float, float]:
             times.append((time.perf_counter() - t0) / 2)
         out.append(statistics.median(times[3:]))
     latency = out[0]
-    return latency, nbytes / max(out[1] - latency, 1e-9)
+    # on a loaded machine the small message's wake-up can eat most of the large one's time: then
+    # take at least half the large message's time as transfer, rather than divide by almost nothing
+    return latency, nbytes / max(out[1] - latency, out[1] / 2)
 
 
 # -- 2. the pipelined steps -------------------------------------------------------------------------
@@ -274,16 +287,9 @@ def main():
     if args.device.startswith("cuda") and torch.cuda.device_count() < max(args.stages):
         parser.error(f"--device cuda: {max(args.stages)} stages need as many GPUs; torch sees {torch.cuda.device_count()}")
     device = torch.device("cuda:0" if args.device.startswith("cuda") else "cpu")
-    out = open(args.out, "w") if args.out else None
-
-    def say(text=""):
-        print(text, flush=True)
-        if out is not None:
-            out.write(text + "\n")
-            out.flush()
-
+    say = Output(args.out)
     started = time.perf_counter()
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    load = load_average()
     say(f"torch {torch.__version__}, device {args.device}, {cores} cores ({platform.processor() or platform.machine()}), "
         f"load average {load} at start; {args.depth}x{args.width} tanh MLP, batch {args.batch}, one thread per "
         f"stage, median of {args.steps} steps, BP and DFA alternating")
@@ -300,8 +306,9 @@ def main():
             say(f"  {name:<6} {b.f * 1e3:7.3f} / {b.b_bp * 1e3:7.3f} / {b.b_dfa * 1e3:7.3f} / {b.u * 1e3:7.3f}")
     act_bytes = (args.batch // max(args.micro_batches)) * args.width * 4
     error_bytes = {m: (args.batch // m) * CLASSES * 4 for m in args.micro_batches}
-    config = dict(device="cuda" if args.device.startswith("cuda") else "cpu", batch=args.batch, depth=args.depth,
-                  width=args.width, steps=args.steps, micro_batches=args.micro_batches, act_bytes=act_bytes, link=True)
+    config = {"device": "cuda" if args.device.startswith("cuda") else "cpu", "batch": args.batch, "depth": args.depth,
+              "width": args.width, "steps": args.steps, "micro_batches": args.micro_batches, "act_bytes": act_bytes,
+              "link": True}
     measured, link = {}, None
     for n in args.stages:
         measured[n] = measure(n, config)
@@ -315,19 +322,29 @@ def main():
     say(f"{'N':>2} {'m':>2}  {'BP ms':>8} {'DFA ms':>8}  {'gain':>5}  {'sim BP':>8} {'err':>6} {'sim DFA':>8} {'err':>6}"
         f"  {'sim gain':>8}  {'reviewers':>9}  {'bubble':>6}")
     model = mlp(args.depth, args.width)
+    host = {}  # (BP, DFA) host seconds per micro-batch per stage that the block times leave out, from 1 stage
+    for m in args.micro_batches:
+        if 1 in measured:
+            alone = step_times(shown[m], [], m, link, error_bytes[m])
+            host[m] = tuple(max(0.0, (measured[1][str(m)][k] - alone[k]) / m) for k in ("bp", "dfa"))
+        else:
+            host[m] = (0.0, 0.0)
     for n in args.stages:
         cuts = measured[n]["cuts"]
         for m in args.micro_batches:
             bp, dfa = measured[n][str(m)]["bp"], measured[n][str(m)]["dfa"]
             blocks = shown[m]
             block_cuts = [c // 3 for c in cuts]  # module index -> block index (3 modules per block)
-            sim = step_times(blocks, block_cuts, m, link, error_bytes[m])
-            rev = reviewers(shown[1] if 1 in shown else blocks, n)
+            sim = step_times(blocks, block_cuts, m, link, error_bytes[m], host[m])
+            rev = reviewers(shown.get(1, blocks), n)
             say(f"{n:>2} {m:>2}  {bp * 1e3:8.1f} {dfa * 1e3:8.1f}  {bp / dfa:5.2f}  {sim['bp'] * 1e3:8.1f} "
                 f"{(sim['bp'] - bp) / bp:+6.1%} {sim['dfa'] * 1e3:8.1f} {(sim['dfa'] - dfa) / dfa:+6.1%}  "
                 f"{sim['bp'] / sim['dfa']:8.2f}  {rev['bp'] / rev['dfa']:9.2f}  {bubble(n, m):6.2f}")
+    say("host time per micro-batch per stage that the block times leave out (from 1 stage; ms, BP / DFA): "
+        + ", ".join(f"m={m} {h[0] * 1e3:.2f} / {h[1] * 1e3:.2f}" for m, h in host.items()))
     assert split_points(model, max(args.stages)) == measured[max(args.stages)]["cuts"]
-    say("(gain: BP step / DFA step; sim: the simulation's prediction from the calibration and the measured link, "
+    say("(gain: BP step / DFA step; sim: the simulation's prediction from the block calibration, the measured link "
+        "and the 1-stage host time (so its 1-stage rows match by construction; the others are predictions), "
         "err: (sim - measured) / measured; reviewers: (N f + N b) / (N f + b_dfa) with m = 1, free links)")
     say("")
     base = shown[1] if 1 in shown else shown[min(shown)]
@@ -338,10 +355,8 @@ def main():
     curve(say, f"GPUs on NVLink (block times scaled by {args.gpu_step_ms / 1e3 / cpu_step:.4f}: the 4x{args.width} "
           f"BP step {cpu_step * 1e3:.1f} ms here -> {args.gpu_step_ms} ms)", hidden, first, head, Link(*args.nvlink),
           error_bytes.get(1, CLASSES * 4 * args.batch), scale=args.gpu_step_ms / 1e3 / cpu_step)
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    say(f"total {time.perf_counter() - started:.0f} s, load average {load} at the end")
-    if out is not None:
-        out.close()
+    say(f"total {time.perf_counter() - started:.0f} s, load average {load_average()} at the end")
+    say.close()
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def pipelined(tmp_path_factory):
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_pipelined_gradients_equal_the_engine(pipelined, case):
-    name, build, loss, method_name, options, m = case
+    name, build, loss, method_name, options, _ = case
     want = reference(build, loss, method_name, options)
     got = {}
     for rank in range(2):
@@ -127,3 +127,25 @@ def test_cuts_sit_after_points_and_balance_parameters():
     assert split_points(model, 1) == []
     with pytest.raises(ValueError, match="places to cut"):
         split_points(model, 5)
+
+
+def test_simulation_matches_the_schedules_closed_forms():
+    """Equal stages, free links: GPipe BP takes (m + N - 1)(f + b) + u; DFA (m + N - 1) f + m b_dfa + u;
+    with m = 1 that is the reviewers' N f + N b against N f + b_dfa; one stage runs everything in turn."""
+    from dfabench.distributed.simulate import Block, Link, even_cuts, reviewers, step_times
+
+    f, b, d, u = 1.0, 2.0, 1.5, 0.25
+    free = Link(0.0, float("inf"))
+    for n in (1, 2, 5):
+        blocks = [Block(f, b, d, u, 100)] * n
+        for m in (1, 3, 8):
+            t = step_times(blocks, even_cuts(n, n), m, free, 40)
+            assert t["bp"] == pytest.approx((m + n - 1) * (f + b) + u)
+            assert t["dfa"] == pytest.approx((m + n - 1) * f + m * d + u)
+        r, t = reviewers(blocks, n), step_times(blocks, even_cuts(n, n), 1, free, 40)
+        assert (t["bp"] - u, t["dfa"] - u) == pytest.approx((r["bp"], r["dfa"]))
+    # links cost: one hop per stage boundary each way for BP, a broadcast for DFA, two latencies of barrier
+    slow = Link(0.5, 100.0)  # a 100-byte activation: 1.5 s a hop; 40 bytes of errors: 0.9 s
+    t = step_times([Block(f, b, d, u, 100)] * 2, [1], 1, slow, 40)
+    assert t["bp"] == pytest.approx(2 * f + 1.5 + 2 * b + 1.5 + u + 1.0)
+    assert t["dfa"] == pytest.approx(2 * f + 1.5 + 0.9 + d + u + 1.0)

@@ -22,7 +22,8 @@ project something other than e (DRTP projects the target) are refused: only the 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -7,7 +7,8 @@ sent to the next stage is the point's (detached) output. Parameter count stands 
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
+from itertools import pairwise
 
 from torch import nn
 
@@ -33,7 +34,7 @@ def split_points(blocks: nn.Sequential, stages: int) -> list[int]:
         prefix.append(prefix[-1] + size)
     ends = [*cuts, len(blocks)]
 
-    @lru_cache(maxsize=None)
+    @cache
     def best(start: int, left: int) -> tuple[int, tuple[int, ...]]:
         """(largest stage, cuts) for blocks[start:] in ``left`` stages."""
         if left == 1:
@@ -56,4 +57,4 @@ def split_points(blocks: nn.Sequential, stages: int) -> list[int]:
 
 def stage_slices(length: int, cuts: list[int]) -> list[slice]:
     bounds = [0, *cuts, length]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    return [slice(a, b) for a, b in pairwise(bounds)]

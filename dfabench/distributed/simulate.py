@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Link:
 
 def stages_of(blocks: list[Block], cuts: list[int]) -> list[list[Block]]:
     bounds = [0, *cuts, len(blocks)]
-    return [blocks[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [blocks[a:b] for a, b in pairwise(bounds)]
 
 
 def even_cuts(count: int, stages: int) -> list[int]:
@@ -51,30 +52,40 @@ def even_cuts(count: int, stages: int) -> list[int]:
     return [round(count * s / stages) for s in range(1, stages)]
 
 
+def _forward(f: list[float], hop: list[float], m: int) -> list[list[float]]:
+    """When each stage finishes each micro-batch's forward."""
+    n = len(f)
+    fwd = [[0.0] * m for _ in range(n)]
+    for k in range(n):
+        for j in range(m):
+            ready = max(fwd[k][j - 1] if j else 0.0, fwd[k - 1][j] + hop[k - 1] if k else 0.0)
+            fwd[k][j] = ready + f[k]
+    return fwd
+
+
 def step_times(blocks: list[Block], cuts: list[int], micro_batches: int, link: Link,
-               error_bytes: int) -> dict[str, float]:
-    """Predicted step time (s) of BP and DFA; ``error_bytes``: one micro-batch's output errors."""
+               error_bytes: int, host: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
+    """Predicted step time (s) of BP and DFA; ``error_bytes``: one micro-batch's output errors;
+    ``host``: (BP, DFA) seconds of host work per micro-batch per stage that no block time holds (the
+    pipeline's bookkeeping, the engine's dispatch; ``benchmarks/unlock.py`` takes it from 1 stage)."""
     parts = stages_of(blocks, cuts)
     n, m = len(parts), micro_batches
     f = [sum(b.f for b in p) for p in parts]
     b_bp = [sum(b.b_bp for b in p) for p in parts]
     b_dfa = [sum(b.b_dfa for b in p) for p in parts]
     u = [sum(b.u for b in p) for p in parts]
-    hop = [link.time(p[-1].out_bytes) for p in parts]  # stage k -> k+1
-    if n == 1:
-        hop = [0.0]
-    fwd = [[0.0] * m for _ in range(n)]
-    for k in range(n):
-        for j in range(m):
-            ready = max(fwd[k][j - 1] if j else 0.0, fwd[k - 1][j] + hop[k - 1] if k else 0.0)
-            fwd[k][j] = ready + f[k]
+    hop = [link.time(p[-1].out_bytes) for p in parts] if n > 1 else [0.0]  # stage k -> k+1
+    barrier = 2 * link.latency if n > 1 else 0.0
+
+    fwd = _forward([t + host[0] for t in f], hop, m)
     bwd = [[0.0] * m for _ in range(n)]
     for k in reversed(range(n)):
         for j in range(m):
             ready = max(bwd[k][j - 1] if j else fwd[k][m - 1], bwd[k + 1][j] + hop[k] if k < n - 1 else 0.0)
             bwd[k][j] = ready + b_bp[k]
-    barrier = 2 * link.latency if n > 1 else 0.0
     bp = max(bwd[k][m - 1] + u[k] for k in range(n)) + barrier
+
+    fwd = _forward([t + host[1] for t in f], hop, m)
     broadcast = math.ceil(math.log2(n)) * link.time(m * error_bytes) if n > 1 else 0.0
     errors_known = fwd[n - 1][m - 1] + broadcast
     dfa = max(max(fwd[k][m - 1], errors_known) + m * b_dfa[k] + u[k] for k in range(n)) + barrier

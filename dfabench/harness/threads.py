@@ -58,7 +58,7 @@ def free_cores() -> float:
 
 def choose(cap: int, free: float) -> int:
     """The rule: as many threads as whole free cores, at most ``cap``, at least one."""
-    return max(1, min(cap, int(round(free))))
+    return max(1, min(cap, round(free)))
 
 
 def user_threads() -> int | None:
