@@ -149,3 +149,20 @@ def test_simulation_matches_the_schedules_closed_forms():
     t = step_times([Block(f, b, d, u, 100)] * 2, [1], 1, slow, 40)
     assert t["bp"] == pytest.approx(2 * f + 1.5 + 2 * b + 1.5 + u + 1.0)
     assert t["dfa"] == pytest.approx(2 * f + 1.5 + 0.9 + d + u + 1.0)
+
+
+@pytest.mark.parametrize("method", ["drtp", "fa", "shallow", "hybrid"])
+def test_methods_the_pipeline_does_not_run_are_refused(method):
+    x, _ = data()
+    model = mlp().double()
+    chosen = create(method)
+    chosen.prepare(model, lambda: model(x), seed=5)
+    with pytest.raises(ValueError, match="the pipeline runs bp and the dfa family"):
+        Pipeline(model, chosen, x, mlp_loss, rank=0, world=1)
+
+
+def test_a_batch_that_does_not_split_is_refused():
+    x, _ = data()
+    model, method = prepared(mlp, "dfa", None, x)
+    with pytest.raises(ValueError, match="3 equal micro-batches"):
+        Pipeline(model, method, x, mlp_loss, micro_batches=3, rank=0, world=1)

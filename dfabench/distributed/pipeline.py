@@ -17,8 +17,9 @@ its optimiser holds only their parameters. A step with ``m`` micro-batches:
      its own points and injects the signals with the engine's own code (``DFA._deliveries`` and
      ``inject``): no stage waits for another.
 
-Same code on CPU (gloo) and GPU (NCCL): only the device of the tensors differs. DFA variants that
-project something other than e (DRTP projects the target) are refused: only the last stage has it.
+Same code on CPU (gloo) and GPU (NCCL): only the device of the tensors differs. Methods other than
+``bp`` and the DFA family (dfa, dfa-sparse, dfa-sign, per_point, tags) are refused, DRTP among them
+(it projects the target, which only the last stage has).
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from torch import nn
 
 from ..engine.projection import inject
 from ..engine.router import Discovery, OutputRecord
+from ..methods.base import Method
+from ..methods.bp import BP
 from ..methods.dfa import DFA
 from .placement import split_points, stage_slices
 
@@ -49,12 +52,7 @@ class Pipeline:
                  world: int | None = None):
         self.rank = dist.get_rank() if rank is None else rank
         self.world = dist.get_world_size() if world is None else world
-        self.dfa = isinstance(method, DFA)
-        if self.dfa and type(method)._feedback_error is not DFA._feedback_error:
-            raise ValueError(f"method {method.name!r} projects something other than the output error; "
-                             "only the last stage would have it")
-        if not self.dfa and method.router_mode != "identity":
-            raise ValueError(f"method {method.name!r}: the pipeline runs BP-like (identity) and DFA-like methods")
+        self.dfa = pipelined_kind(method) == "dfa"
         if example.shape[0] % micro_batches:
             raise ValueError(f"a batch of {example.shape[0]} does not split into {micro_batches} equal micro-batches")
         self.model, self.method, self.loss_fn, self.m = model, method, loss_fn, micro_batches
@@ -179,6 +177,18 @@ class Pipeline:
             del points
             if roots:
                 inject(roots, signals)
+
+
+def pipelined_kind(method) -> str:
+    """'bp' or 'dfa': which step the pipeline runs for ``method``; a ValueError for any other method."""
+    kind = type(method)
+    if kind.backward is Method.backward:  # no step of its own (hybrid draws BP or DFA per step)
+        if isinstance(method, DFA) and kind._backward is DFA._backward \
+                and kind._feedback_error is DFA._feedback_error:  # DRTP projects the target instead
+            return "dfa"
+        if kind._backward is BP._backward:
+            return "bp"
+    raise ValueError(f"method {method.name!r}: the pipeline runs bp and the dfa family only")
 
 
 def _error(record: OutputRecord) -> torch.Tensor:
