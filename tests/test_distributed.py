@@ -132,7 +132,13 @@ def test_cuts_sit_after_points_and_balance_parameters():
 def test_simulation_matches_the_schedules_closed_forms():
     """Equal stages, free links: GPipe BP takes (m + N - 1)(f + b) + u; DFA (m + N - 1) f + m b_dfa + u;
     with m = 1 that is the reviewers' N f + N b against N f + b_dfa; one stage runs everything in turn."""
-    from dfabench.distributed.simulate import Block, Link, even_cuts, reviewers, step_times
+    from dfabench.distributed.simulate import (
+        Block,
+        Link,
+        even_cuts,
+        reviewers,
+        step_times,
+    )
 
     f, b, d, u = 1.0, 2.0, 1.5, 0.25
     free = Link(0.0, float("inf"))
