@@ -50,11 +50,11 @@ def groups_loss(out, y):
     return F.cross_entropy(out[0], y[:, 0].long()) + F.mse_loss(out[1], y[:, 1:])
 
 
-CASES = [  # (name, model, loss, method, options, micro-batches)
+CASES = [  # (name, model, loss, method, options, micro-batches); "dfa-eager": DFA on its eager schedule
     (f"{build.__name__}-{method}{'-per-layer' if options else ''}-m{m}", build, loss, method, options, m)
     for build, loss in ((mlp, mlp_loss), (two_groups, groups_loss))
-    for method, options in (("bp", None), ("dfa", None), ("dfa", {"scaling": "per_layer"}))
-    for m in (1, 2)
+    for method, options in (("bp", None), ("dfa", None), ("dfa", {"scaling": "per_layer"}), ("dfa-eager", None))
+    for m in ((1, 2, 4) if method == "dfa-eager" else (1, 2))
 ]
 
 
@@ -68,7 +68,7 @@ def data():
 def prepared(build, method_name, options, x):
     torch.manual_seed(0)
     model = build().double()
-    method = create(method_name, options)
+    method = create(method_name.removesuffix("-eager"), options)
     method.prepare(model, lambda: model(x), seed=5)
     return model, method
 
@@ -85,7 +85,8 @@ def worker(rank, world, folder):
     x, y = data()
     for name, build, loss, method_name, options, m in CASES:
         model, method = prepared(build, method_name, options, x)
-        pipe = Pipeline(model, method, x, loss, micro_batches=m)
+        schedule = "eager" if method_name.endswith("-eager") else "gpipe"
+        pipe = Pipeline(model, method, x, loss, micro_batches=m, schedule=schedule)
         pipe.step(x, y)
         names = {id(p): n for n, p in model.named_parameters()}
         grads = {names[id(p)]: p.grad for p in pipe.parameters() if p.grad is not None}
@@ -102,7 +103,7 @@ def pipelined(tmp_path_factory):
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_pipelined_gradients_equal_the_engine(pipelined, case):
     name, build, loss, method_name, options, _ = case
-    want = reference(build, loss, method_name, options)
+    want = reference(build, loss, method_name, options)  # the eager schedule: plain dfa's gradients
     got = {}
     for rank in range(2):
         part = torch.load(pipelined / f"{name}-{rank}.pt")
@@ -167,8 +168,35 @@ def test_methods_the_pipeline_does_not_run_are_refused(method):
         Pipeline(model, chosen, x, mlp_loss, rank=0, world=1)
 
 
+def test_the_eager_schedule_is_dfas_only():
+    x, _ = data()
+    model, method = prepared(mlp, "bp", None, x)
+    with pytest.raises(ValueError, match="eager for the dfa family"):
+        Pipeline(model, method, x, mlp_loss, rank=0, world=1, schedule="eager")
+
+
 def test_a_batch_that_does_not_split_is_refused():
     x, _ = data()
     model, method = prepared(mlp, "dfa", None, x)
     with pytest.raises(ValueError, match="3 equal micro-batches"):
         Pipeline(model, method, x, mlp_loss, micro_batches=3, rank=0, world=1)
+
+
+def test_simulated_eager_schedule_fills_the_forward_bubble():
+    """Two equal stages, free links, m micro-batches: the last stage's backward follows each forward, so
+    it ends at (m + 1) f + m b + ... ; the first stage runs its m forwards, then its backward passes as
+    their errors arrive: the step is max((m + 1) f + m b, m f + m b + ...) + u, never above GPipe's DFA."""
+    from dfabench.distributed.simulate import Block, Link, step_times
+
+    f, d, u = 1.0, 1.5, 0.25
+    free = Link(0.0, float("inf"))
+    for m in (1, 2, 4, 8):
+        t = step_times([Block(f, 2.0, d, u, 100)] * 2, [1], m, free, 40)
+        # last stage: forward j ends at (j + 2) f + j d (its backward of j - 1 delays it); errors then
+        last = (m + 1) * f + m * d
+        errors = [(j + 2) * f + j * d for j in range(m)]
+        first = m * f
+        for arrived in errors:
+            first = max(first, arrived) + d
+        assert t["dfa_eager"] == pytest.approx(max(first, last) + u)
+        assert t["dfa_eager"] <= t["dfa"] + 1e-12

@@ -17,6 +17,11 @@ its optimiser holds only their parameters. A step with ``m`` micro-batches:
      its own points and injects the signals with the engine's own code (``DFA._deliveries`` and
      ``inject``): no stage waits for another.
 
+``schedule="eager"`` (DFA only) is the schedule only DFA allows: each micro-batch's errors are
+broadcast as soon as the last stage has them, and a stage runs that micro-batch's backward before it
+waits for its next activation (or after its last forward), so the backward fills the forward's bubble
+instead of following it.
+
 Same code on CPU (gloo) and GPU (NCCL): only the device of the tensors differs. Methods other than
 ``bp`` and the DFA family (dfa, dfa-sparse, dfa-sign, per_point, tags) are refused, DRTP among them
 (it projects the target, which only the last stage has).
@@ -49,10 +54,16 @@ class Pipeline:
 
     def __init__(self, model: nn.Sequential, method, example: torch.Tensor, loss_fn: LossFn,
                  micro_batches: int = 1, cuts: list[int] | None = None, rank: int | None = None,
-                 world: int | None = None):
+                 world: int | None = None, schedule: str = "gpipe"):
         self.rank = dist.get_rank() if rank is None else rank
         self.world = dist.get_world_size() if world is None else world
         self.dfa = pipelined_kind(method) == "dfa"
+        if schedule not in ("gpipe", "eager") or (schedule == "eager" and not self.dfa):
+            raise ValueError(f"schedule {schedule!r}: gpipe for both methods, or eager for the dfa family")
+        self.schedule = schedule
+        # the eager schedule's error broadcasts run on a group of their own, beside the activations'
+        # transfers (every rank makes its pipelines in the same order, so the groups match)
+        self.errors_group = dist.new_group() if schedule == "eager" else None
         if example.shape[0] % micro_batches:
             raise ValueError(f"a batch of {example.shape[0]} does not split into {micro_batches} equal micro-batches")
         self.model, self.method, self.loss_fn, self.m = model, method, loss_fn, micro_batches
@@ -105,6 +116,8 @@ class Pipeline:
         optimiser). ``x`` is used on the first stage, ``target`` on the last; returns the loss there."""
         xs = x.chunk(self.m) if self.first else [None] * self.m
         ts = target.chunk(self.m) if self.last else [None] * self.m
+        if self.schedule == "eager":
+            return self._eager_step(xs, ts)
         pending: list = []
         saved, losses = [], []
         for j in range(self.m):
@@ -153,30 +166,86 @@ class Pipeline:
             if not self.first:
                 pending.append(dist.isend(h.grad, self.rank - 1))
 
-    def _dfa_backward(self, saved, losses) -> None:
+    # -- DFA: the errors, then every stage's own injection --------------------------------------
+    def _error_buffer(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One buffer for every micro-batch's errors (group by group in the agreed order), and its
+        per-micro-batch views."""
+        per_micro = sum(_numel(self.error_shapes[g][0]) for g in self.groups)
+        buffer = torch.empty(self.m * per_micro, dtype=self.out_dtype, device=self.device)
+        return buffer, list(buffer.split(per_micro))
+
+    def _fill(self, view: torch.Tensor, outputs) -> None:
+        """The last stage writes one micro-batch's errors into its view."""
+        by_group = {(o.marker.group if o.marker is not None else "default"): o for o in outputs}
+        torch.cat([_error(by_group[g]).reshape(-1) for g in self.groups], out=view)
+
+    def _inject(self, records, points, view: torch.Tensor) -> None:
+        """One micro-batch's DFA backward on this stage: B e for its own points, injected at once."""
         sizes = [_numel(self.error_shapes[g][0]) for g in self.groups]
-        buffer = torch.empty(self.m * sum(sizes), dtype=self.out_dtype, device=self.device)
-        if self.last:  # every micro-batch's errors, group by group in the agreed order
-            flat = []
-            for outputs, _ in saved:
-                by_group = {(o.marker.group if o.marker is not None else "default"): o for o in outputs}
-                flat += [_error(by_group[g]).reshape(-1) for g in self.groups]
-            torch.cat(flat, out=buffer)
+        errors = [e.view(self.error_shapes[g][0]) for g, e in zip(self.groups, view.split(sizes))]
+        if self.last:
+            by_group = {(o.marker.group if o.marker is not None else "default"): o for o in records}
+            outputs = [by_group[g] for g in self.groups]
+        else:  # stand-ins carrying only what the plan needs: the marker, e's shape, the batch dims
+            outputs = [OutputRecord(self.markers[g], e, e, self.error_shapes[g][1])
+                       for g, e in zip(self.groups, errors)]
+        plans = self.method.plans.lookup(outputs, points)
+        roots, signals, _ = self.method._deliveries(outputs, errors, plans, points, False, edges=True)
+        del points
+        if roots:
+            inject(roots, signals)
+
+    def _dfa_backward(self, saved, losses) -> None:
+        """GPipe: one broadcast of every micro-batch's errors once all forwards are done."""
+        buffer, views = self._error_buffer()
+        if self.last:
+            for (outputs, _), view in zip(saved, views):
+                self._fill(view, outputs)
         dist.broadcast(buffer, self.world - 1)
-        chunks = iter(buffer.split(sizes * self.m))
-        for records, points in saved:
-            errors = [next(chunks).view(self.error_shapes[g][0]) for g in self.groups]
+        for (records, points), view in zip(saved, views):
+            self._inject(records, points, view)
+
+    def _eager_step(self, xs, ts) -> torch.Tensor | None:
+        """DFA's own schedule: each micro-batch's errors go out as soon as the last stage has them (on a
+        group of their own, the receives posted ahead, so they arrive while the stage computes), and a
+        stage runs every backward whose errors have arrived before it waits for its next activation,
+        and the rest after its last forward. (A gloo receive cannot be polled, so a backward is not
+        started while a receive is pending.)"""
+        buffer, views = self._error_buffer()
+        works = [] if self.last else [dist.broadcast(v, self.world - 1, group=self.errors_group, async_op=True)
+                                      for v in views]
+        pending, saved, losses, done = [], [], [], 0
+
+        def backward_ready() -> bool:
+            nonlocal done
+            if done < len(saved) and (self.last or works[done].is_completed()):
+                if not self.last:
+                    works[done].wait()
+                self._inject(*saved[done], views[done])
+                saved[done] = None
+                done += 1
+                return True
+            return False
+
+        for j in range(self.m):
+            if not self.first:  # before waiting for the next activation, every backward that can run
+                while backward_ready():
+                    pass
+            h = xs[j] if self.first else self._recv(*self.inputs[self.rank], self.rank - 1)
+            out = self.stage(h)
+            if not self.last:
+                pending.append(dist.isend(out.detach(), self.rank + 1))
+            saved.append(self._after_forward(h, out, ts[j], losses))
             if self.last:
-                by_group = {(o.marker.group if o.marker is not None else "default"): o for o in records}
-                outputs = [by_group[g] for g in self.groups]
-            else:  # stand-ins carrying only what the plan needs: the marker, e's shape, the batch dims
-                outputs = [OutputRecord(self.markers[g], e, e, self.error_shapes[g][1])
-                           for g, e in zip(self.groups, errors)]
-            plans = self.method.plans.lookup(outputs, points)
-            roots, signals, _ = self.method._deliveries(outputs, errors, plans, points, False, edges=True)
-            del points
-            if roots:
-                inject(roots, signals)
+                self._fill(views[j], saved[j][0])
+                works.append(dist.broadcast(views[j], self.world - 1, group=self.errors_group, async_op=True))
+                backward_ready()
+        while done < self.m:
+            if not backward_ready() and not self.last:
+                works[done].wait()
+        for work in [*pending, *works]:
+            work.wait()
+        return torch.stack(losses).sum() if self.last else None
 
 
 def pipelined_kind(method) -> str:

@@ -64,10 +64,12 @@ def _forward(f: list[float], hop: list[float], m: int) -> list[list[float]]:
 
 
 def step_times(blocks: list[Block], cuts: list[int], micro_batches: int, link: Link,
-               error_bytes: int, host: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
-    """Predicted step time (s) of BP and DFA; ``error_bytes``: one micro-batch's output errors;
-    ``host``: (BP, DFA) seconds of host work per micro-batch per stage that no block time holds (the
-    pipeline's bookkeeping, the engine's dispatch; ``benchmarks/unlock.py`` takes it from 1 stage)."""
+               error_bytes: int, host: dict[str, float] | None = None) -> dict[str, float]:
+    """Predicted step time (s) of BP and DFA on GPipe and of DFA on its eager schedule (keys ``bp``,
+    ``dfa``, ``dfa_eager``); ``error_bytes``: one micro-batch's output errors; ``host``: seconds of
+    host work per micro-batch per stage that no block time holds, by the same keys (the pipeline's
+    bookkeeping, the engine's dispatch; ``benchmarks/unlock.py`` takes it from 1 stage)."""
+    host = {"bp": 0.0, "dfa": 0.0, "dfa_eager": 0.0, **(host or {})}
     parts = stages_of(blocks, cuts)
     n, m = len(parts), micro_batches
     f = [sum(b.f for b in p) for p in parts]
@@ -77,7 +79,7 @@ def step_times(blocks: list[Block], cuts: list[int], micro_batches: int, link: L
     hop = [link.time(p[-1].out_bytes) for p in parts] if n > 1 else [0.0]  # stage k -> k+1
     barrier = 2 * link.latency if n > 1 else 0.0
 
-    fwd = _forward([t + host[0] for t in f], hop, m)
+    fwd = _forward([t + host["bp"] for t in f], hop, m)
     bwd = [[0.0] * m for _ in range(n)]
     for k in reversed(range(n)):
         for j in range(m):
@@ -85,11 +87,39 @@ def step_times(blocks: list[Block], cuts: list[int], micro_batches: int, link: L
             bwd[k][j] = ready + b_bp[k]
     bp = max(bwd[k][m - 1] + u[k] for k in range(n)) + barrier
 
-    fwd = _forward([t + host[1] for t in f], hop, m)
+    fwd = _forward([t + host["dfa"] for t in f], hop, m)
     broadcast = math.ceil(math.log2(n)) * link.time(m * error_bytes) if n > 1 else 0.0
     errors_known = fwd[n - 1][m - 1] + broadcast
     dfa = max(max(fwd[k][m - 1], errors_known) + m * b_dfa[k] + u[k] for k in range(n)) + barrier
-    return {"bp": bp, "dfa": dfa}
+    eager = _eager([t + host["dfa_eager"] for t in f], b_dfa, u, hop, m, math.ceil(math.log2(n)) * link.time(error_bytes)
+                   if n > 1 else 0.0)
+    return {"bp": bp, "dfa": dfa, "dfa_eager": eager + barrier}
+
+
+def _eager(f, b, u, hop, m, broadcast) -> float:
+    """DFA's eager schedule (``Pipeline(schedule="eager")``): the last stage runs each micro-batch's
+    backward right after its forward and sends its errors at once; every other stage, before waiting
+    for its next activation, runs the backward passes whose errors have arrived, and the rest at the end."""
+    n = len(f)
+    clock, fwd_end, arrival, done = [0.0] * n, [[0.0] * m for _ in range(n)], [0.0] * m, [0] * n
+    for j in range(m):  # micro-batch by micro-batch: everything a decision needs is already known
+        for k in range(n):
+            if 0 < k < n - 1:  # the first stage never waits for an activation; the last is never behind
+                while done[k] < j and arrival[done[k]] <= clock[k]:
+                    clock[k] += b[k]
+                    done[k] += 1
+            start = max(clock[k], fwd_end[k - 1][j] + hop[k - 1] if k else 0.0)
+            clock[k] = fwd_end[k][j] = start + f[k]
+            if k == n - 1:
+                arrival[j] = clock[k] + broadcast
+                clock[k] += b[k]
+                done[k] += 1
+    ends = []
+    for k in range(n):
+        for i in range(done[k], m):
+            clock[k] = max(clock[k], arrival[i]) + b[k]
+        ends.append(clock[k] + u[k])
+    return max(ends)
 
 
 def reviewers(blocks: list[Block], stages: int) -> dict[str, float]:
