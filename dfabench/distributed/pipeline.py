@@ -211,7 +211,7 @@ class Pipeline:
         stage runs every backward whose errors have arrived before it waits for its next activation,
         and the rest after its last forward. (A gloo receive cannot be polled, so a backward is not
         started while a receive is pending.)"""
-        buffer, views = self._error_buffer()
+        _, views = self._error_buffer()
         works = [] if self.last else [dist.broadcast(v, self.world - 1, group=self.errors_group, async_op=True)
                                       for v in views]
         pending, saved, losses, done = [], [], [], 0
