@@ -33,6 +33,7 @@ without them it refuses in one line, exit 2. The load average is printed at the 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -237,9 +238,9 @@ def pair(text: str) -> tuple[float, float]:
     try:
         latency, bandwidth = (float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"{text!r}: give latency_s,bandwidth_bytes_per_s") from None
-    if latency < 0 or bandwidth <= 0:
-        raise ValueError(f"{text!r}: latency must be >= 0 and bandwidth > 0")
+        raise argparse.ArgumentTypeError(f"{text!r}: give latency_s,bandwidth_bytes_per_s") from None
+    if not latency >= 0 or not bandwidth > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: latency must be >= 0 and bandwidth > 0")
     return latency, bandwidth
 
 

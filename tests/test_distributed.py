@@ -200,3 +200,32 @@ def test_simulated_eager_schedule_fills_the_forward_bubble():
             first = max(first, arrived) + d
         assert t["dfa_eager"] == pytest.approx(max(first, last) + u)
         assert t["dfa_eager"] <= t["dfa"] + 1e-12
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--stages", "0"], "argument --stages: 0 is below 1"),
+    (["--stages", "9"], "--stages 9: a depth-8 MLP can be cut into at most 8 stages"),
+    (["--micro-batches", "3"], "--batch 256 does not split into --micro-batches [3]"),
+    (["--ethernet", "1,x"], "argument --ethernet: '1,x': give latency_s,bandwidth_bytes_per_s"),
+    (["--nvlink", "1e-5,0"], "argument --nvlink: '1e-5,0': latency must be >= 0 and bandwidth > 0"),
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"],
+     "--device cuda: torch sees no CUDA device" if not torch.cuda.is_available() else "--device tpu: use cpu or cuda"),
+    (["--out", "{tmp}/missing/unlock.txt"], "--out {tmp}/missing/unlock.txt: folder {tmp}/missing does not exist"),
+])
+def test_the_unlock_benchmark_refuses_bad_arguments_in_one_line_before_measuring(argv, says, tmp_path, capsys,
+                                                                                monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import unlock
+
+    out = tmp_path / "unlock.txt"
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    monkeypatch.setattr(sys, "argv", ["unlock.py", *argv, *(["--out", str(out)] if "--out" not in argv else [])])
+    monkeypatch.setattr(unlock, "measure", lambda *a: pytest.fail("measured despite bad arguments"))
+    with pytest.raises(SystemExit) as stop:
+        unlock.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"unlock.py: error: {says.format(tmp=tmp_path)}"]
+    assert not out.exists() and not (tmp_path / "missing").exists()
