@@ -11,6 +11,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from bench_cli import assert_refused
 from torch import nn
 
 from dfabench.distributed import launch
@@ -214,18 +215,4 @@ def test_simulated_eager_schedule_fills_the_forward_bubble():
 ])
 def test_the_unlock_benchmark_refuses_bad_arguments_in_one_line_before_measuring(argv, says, tmp_path, capsys,
                                                                                 monkeypatch):
-    import sys
-    from pathlib import Path
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import unlock
-
-    out = tmp_path / "unlock.txt"
-    argv = [a.format(tmp=tmp_path) for a in argv]
-    monkeypatch.setattr(sys, "argv", ["unlock.py", *argv, *(["--out", str(out)] if "--out" not in argv else [])])
-    monkeypatch.setattr(unlock, "measure", lambda *a: pytest.fail("measured despite bad arguments"))
-    with pytest.raises(SystemExit) as stop:
-        unlock.main()
-    assert stop.value.code == 2
-    assert capsys.readouterr().err.splitlines() == [f"unlock.py: error: {says.format(tmp=tmp_path)}"]
-    assert not out.exists() and not (tmp_path / "missing").exists()
+    assert_refused("unlock", "measure", argv, says, tmp_path, capsys, monkeypatch)

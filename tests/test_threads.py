@@ -1,11 +1,9 @@
 """The thread rule: no more intra-op threads than free cores, a thread count the user sets kept."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from bench_cli import assert_refused
 
 from dfabench.harness import threads
 
@@ -78,15 +76,4 @@ def test_local_runs_start_under_the_rule(monkeypatch, tmp_path):
     (["--out", "{tmp}/missing/under.txt"], "--out {tmp}/missing/under.txt: folder {tmp}/missing does not exist"),
 ])
 def test_the_under_load_benchmark_refuses_bad_arguments_before_running(argv, says, tmp_path, capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import under_load
-
-    out = tmp_path / "under.txt"
-    argv = [a.format(tmp=tmp_path) for a in argv]
-    monkeypatch.setattr(sys, "argv", ["under_load.py", *argv, *(["--out", str(out)] if "--out" not in argv else [])])
-    monkeypatch.setattr(under_load, "arm", lambda *a: pytest.fail("ran despite bad arguments"))
-    with pytest.raises(SystemExit) as stop:
-        under_load.main()
-    assert stop.value.code == 2
-    assert capsys.readouterr().err.splitlines() == [f"under_load.py: error: {says.format(tmp=tmp_path)}"]
-    assert not out.exists()
+    assert_refused("under_load", "arm", argv, says, tmp_path, capsys, monkeypatch)
