@@ -1,7 +1,7 @@
 """The light registry: what every task offers, known without importing any task's libraries.
 
-Each task has a spec module beside its folder, ``tasks/<domain>_spec.py`` (installed as
-``dfabench.tasks.<domain>_spec``), that defines ``SPEC = TaskSpec(...)``: its datasets, models,
+Each task is one folder, ``tasks/<domain>/``, whose spec module ``tasks/<domain>/spec.py`` (installed as
+``dfabench.tasks.<domain>.spec``; the package's ``__init__`` imports nothing) defines ``SPEC = TaskSpec(...)``: its datasets, models,
 cells, metrics, which methods apply, the libraries it needs and the data each dataset reads. The
 spec names the task class by a string entry point (``"dfabench.tasks.mlp.task:MLPTask"``, as
 nerfbaselines names its methods), so `dfabench --help`, `list` and selector matching import only
@@ -9,21 +9,86 @@ the standard library, and torch, torch-geometric or transformers load only for t
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SCALES = ("smoke", "small", "paper")
-SPEC_SUFFIX = "_spec"
+SPEC_MODULE = "spec"  # tasks/<domain>/spec.py
 
-# The methods by name, in `list` order, with what each needs of a task's models: the light index of
-# dfabench.methods (whose classes import torch); tests/test_catalog.py checks that the two agree.
-METHOD_REQUIREMENTS: dict[str, frozenset[str]] = {
-    "bp": frozenset(), "dfa": frozenset(), "dfa-micro": frozenset({"micro"}), "dfa-head": frozenset({"conv"}),
-    "shallow": frozenset(), "dfa-sparse": frozenset(), "dfa-sign": frozenset(), "drtp": frozenset(),
-    "fa": frozenset({"layerwise"}), "sign-symmetry": frozenset({"layerwise"}), "hybrid": frozenset(),
-}
+# The built-in methods live one per module in dfabench/methods/ (variants beside their parent), each
+# registering itself with ``@register`` / ``register_variant``. The light index below is read from those
+# files' source, so `list` and the planner know every method and what it needs of a task's models
+# without importing torch; tests/test_catalog.py checks it against the imported registry.
+METHODS_DIR = Path(__file__).resolve().parent / "methods"
+PAPER_METHODS = ("bp", "dfa", "shallow")  # listed first, in this order; the other modules by name
+NOT_METHOD_MODULES = frozenset({"__init__", "base", "registry", "external"})
+
+
+def method_modules(folder: Path = METHODS_DIR) -> list[str]:
+    """The modules of ``folder`` that define methods, in the order they register (and `list` shows)."""
+    names = sorted(p.stem for p in folder.glob("*.py") if p.stem not in NOT_METHOD_MODULES
+                   and not p.stem.startswith("_"))
+    return [n for n in PAPER_METHODS if n in names] + [n for n in names if n not in PAPER_METHODS]
+
+
+def _tags(node) -> frozenset[str]:
+    """``frozenset({"a", "b"})`` (or a plain literal) as written in a method's source."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "frozenset":
+        return frozenset(ast.literal_eval(node.args[0])) if node.args else frozenset()
+    return frozenset(ast.literal_eval(node))
+
+
+def scan_methods(folder: Path = METHODS_DIR) -> dict[str, frozenset[str]]:
+    """``{name: requires_tags}`` of every method the modules register, in registration order, read from
+    their source: a class decorated ``@register`` (its ``name``; its ``requires_tags`` or its base's) and
+    each ``register_variant("name", Base, ..., requires_tags=...)`` call at module level."""
+    classes: dict[str, tuple[str | None, frozenset[str] | None, str | None]] = {}
+    registered: list[tuple[str, str | None, object]] = []  # (class name, variant name, requires_tags node)
+    for module in method_modules(folder):
+        for node in ast.parse((folder / f"{module}.py").read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                fields = {t.id: n.value for n in node.body if isinstance(n, ast.Assign)
+                          for t in n.targets if isinstance(t, ast.Name)}
+                fields.update({n.target.id: n.value for n in node.body
+                               if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.value})
+                name = ast.literal_eval(fields["name"]) if "name" in fields else None
+                tags = _tags(fields["requires_tags"]) if "requires_tags" in fields else None
+                base = next((b.id for b in node.bases if isinstance(b, ast.Name)), None)
+                classes[node.name] = (name, tags, base)
+                if any(getattr(d, "id", None) == "register" for d in node.decorator_list):
+                    registered.append((node.name, None, None))
+            elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
+                    and getattr(node.value.func, "id", None) == "register_variant":
+                call = node.value
+                tags = next((k.value for k in call.keywords if k.arg == "requires_tags"), None)
+                registered.append((call.args[1].id, ast.literal_eval(call.args[0]), tags if tags is not None else False))
+
+    def inherited(cls: str | None) -> frozenset[str]:
+        while cls in classes:
+            if classes[cls][1] is not None:
+                return classes[cls][1]
+            cls = classes[cls][2]
+        return frozenset()
+
+    index: dict[str, frozenset[str]] = {}
+    for cls, variant, tags in registered:
+        if variant is None:
+            index[classes[cls][0]] = inherited(cls)
+        else:  # a variant needs only what it declares (register_variant's default is nothing)
+            index[variant] = frozenset() if tags is False else _tags(tags)
+    return index
+
+
+METHOD_REQUIREMENTS: dict[str, frozenset[str]] = scan_methods()
+
+
+def listed_methods() -> list[str]:
+    """Every known method in the order `list` shows them: the paper's three, then the rest as registered."""
+    return sorted(METHOD_REQUIREMENTS, key=lambda m: PAPER_METHODS.index(m) if m in PAPER_METHODS else len(PAPER_METHODS))
 # Methods from outside the package (dfabench/methods/external.py): installed packages declare them in
 # this entry-point group; a --method item with ':' names a file or module. Both known without importing.
 METHOD_ENTRY_POINTS = "dfabench.methods"
@@ -139,8 +204,9 @@ def specs() -> dict[str, TaskSpec]:
 
         found = {}
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-            if not info.ispkg and info.name.endswith(SPEC_SUFFIX):
-                spec = importlib.import_module(f"dfabench.tasks.{info.name}").SPEC
+            if info.ispkg and any(m.name == SPEC_MODULE for m in pkgutil.iter_modules(
+                    [str(Path(info.module_finder.path) / info.name)])):
+                spec = importlib.import_module(f"dfabench.tasks.{info.name}.{SPEC_MODULE}").SPEC
                 found[spec.domain] = spec
         _SPECS = found
     return dict(_SPECS)

@@ -9,17 +9,14 @@ pydantic to read a config, torch only to run), so `--help` and `list` answer at 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from .errors import ConfigError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-MAX_SEEDS = 1000  # a stated limit: --seeds 100000000000 is a typo, not a plan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,104 +25,28 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _run_config_model():
-    """What `dfabench run --config FILE` accepts; the same names as the command-line options."""
-    from pydantic import BaseModel, ConfigDict, Field
-
-    class RunConfig(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        selectors: list[str] = Field(default_factory=list)
-        method: list[str] | str = "bp,dfa,shallow"
-        scale: str = "small"
-        seeds: int = Field(1, ge=1, le=MAX_SEEDS)
-        results: str = "results"
-        device: str = "cpu"
-        set: dict[str, Any] = Field(default_factory=dict)
-
-    return RunConfig
-
-
-def _parse_set(pairs: list[str]) -> dict[str, Any]:
-    import yaml
-
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        key, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw)
-        if "." in key:  # method_options.scale=0 -> {"method_options": {"scale": 0}}
-            head, tail = key.split(".", 1)
-            values.setdefault(head, {})[tail] = value
-        else:
-            values[key] = value
-    return values
-
-
 def _split(value: list[str] | str) -> list[str]:
-    items = value if isinstance(value, list) else [value]
-    return [m.strip() for item in items for m in item.split(",") if m.strip()]
+    from .harness.config import split_list
 
-
-def _run_config(args: argparse.Namespace):
-    import yaml
-    from pydantic import ValidationError
-
-    given: dict[str, Any] = {}
-    if args.config:
-        try:
-            given = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {args.config}: {err}".splitlines()[0]) from None
-        if not isinstance(given, dict):
-            raise ConfigError(f"config {args.config} must be a mapping")
-        if not isinstance(given.get("set", {}), dict):
-            raise ConfigError(f"config {args.config}: key set must be a mapping of hyper-parameters, "
-                              f"not a {type(given['set']).__name__}")
-    for key in ("method", "scale", "seeds", "results", "device"):
-        if getattr(args, key) is not None:
-            given[key] = getattr(args, key)
-    if args.selectors:
-        given["selectors"] = args.selectors
-    if args.set:
-        given["set"] = {**given.get("set", {}), **_parse_set(args.set)}
-    if getattr(args, "compile", False):
-        given["set"] = {**given.get("set", {}), "capture": True}
-    try:
-        config = _run_config_model()(**given)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(f"config key {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    if not config.selectors:
-        raise ConfigError("no selector given: e.g. dfabench run 'mlp/*/*'")
-    if not _split(config.method):
-        raise ConfigError(f"no method given in --method {config.method!r}: e.g. --method bp,dfa")
-    _check_device(config.device, will_run=False)
-    return config
+    return split_list(value)
 
 
 def _check_device(device: str, will_run: bool) -> None:
-    """An unknown device is bad input; so is CUDA that torch cannot see when something will train."""
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"unknown device {device!r}; use cpu or cuda")
-    if will_run and device.startswith("cuda"):
-        import torch
+    from .harness.config import check_device
 
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+    check_device(device, will_run)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     # From the light specs only: no task, and so no torch, is imported.
-    from .catalog import METHOD_REQUIREMENTS, SCALES, specs, unavailable_reason
+    from .catalog import SCALES, listed_methods, specs, unavailable_reason
     from .data.sources import DOWNLOADABLE, INSTALLABLE, READY, SOURCES, cell_status, status
 
     from .catalog import method_entry_points
 
     methods_outside = []  # installed entry points and --method items: these import their code (and torch)
     if args.method or method_entry_points():
-        from .methods.external import describe
+        from .methods.registry import describe
 
         methods_outside = describe(_split(args.method or []))
     statuses = {name: status(source) for name, source in SOURCES.items()}
@@ -136,7 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             unavailable[domain] = why
             continue
         for dataset, model in spec.cells():
-            methods = [m for m in METHOD_REQUIREMENTS if spec.method_applies(model, m)]
+            methods = [m for m in listed_methods() if spec.method_applies(model, m)]
             state, commands = cell_status(spec, dataset, statuses)
             not_ready += state in (INSTALLABLE, DOWNLOADABLE)
             hint = "; ".join(commands) or f"the --set options in tasks/{domain}/README.md"
@@ -204,85 +125,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import startup
-    from .harness.executor import pending, run_local
-    from .harness.plan import plan
+    from .harness.config import RUN_OPTIONS, run_config
+    from .harness.suite import run_suite
     from .harness.summary import summarize
 
-    if args.address and args.executor != "ray":
-        raise ConfigError("--address needs --executor ray")
-    config = _run_config(args)
-    results = writable_results(Path(config.results))
-    methods = _split(config.method)
-    runs, notes = plan(config.selectors, methods, config.scale, list(range(config.seeds)), overrides=config.set)
-    if not runs:  # every (cell, method) pair was skipped: say why instead of "0 runs planned"
-        raise ConfigError(f"nothing to run: {', '.join(methods)} applies to none of the selected cells"
-                          + (f" ({notes[0].split(': ', 1)[1]})" if notes else ""))
-    _check_device(config.device, will_run=True)
-    if any(run.hparams.capture for run in runs):
-        from .harness.capture import preflight
-
-        preflight(config.device)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    todo = pending(runs, results)
-    print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already recorded in {results}/runs, "
-          f"{len(todo)} to run", file=sys.stderr)
-    if args.executor == "ray":
-        from .harness.ray_executor import run_ray
-
-        startup.resume()  # the workers train; this process waits for hours
-        records = run_ray(runs, results, config.device, address=args.address)
-    else:
-        from .leaderboard.wandb_logging import record_logger, wandb_requested
-
-        on_record = None
-        if wandb_requested(getattr(args, "wandb", False)):
-            try:
-                on_record = record_logger(results)
-            except RuntimeError as err:
-                raise ConfigError(str(err)) from err
-        records = run_local(runs, results, config.device, on_record=on_record)
-    return summarize(records)
+    config = run_config({key: getattr(args, key) for key in RUN_OPTIONS}, args.config)
+    return summarize(run_suite(config, writable_results(Path(config.results))))
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from .harness.store import iter_records
-    from .tables import render, table_frame, write_tables
+    from .report.tables import table_text, write_all
 
     existing_results(Path(args.results))
     if args.write:
-        from .task import all_tasks
-
-        written = write_tables(Path(args.results), baselines=Path(args.baselines))
-        for task in all_tasks().values():
-            written += task.figures(Path(args.results))
-        for path in written:
+        for path in write_all(Path(args.results), Path(args.baselines)):
             print(f"wrote {path}", file=sys.stderr)
         return 0
-    every = list(iter_records(Path(args.results)))
-    records = [r for r in every
-               if args.scale in (None, r["scale"]) and args.domain in (None, r["domain"])
-               and (not args.cell or any(fnmatch.fnmatchcase(f"{r['domain']}/{r['dataset']}/{r['model']}", glob)
-                                         for glob in args.cell))]
-    if every and not records:  # a filter that keeps nothing is a typo, not an empty table
-        given = " ".join(f"--{k} {v}" for k, v in (("scale", args.scale), ("domain", args.domain)) if v)
-        given = " ".join([given] + [f"--cell {c}" for c in args.cell or []]).strip()
-        raise ConfigError(f"{given} matches no record in {args.results}/runs")
-    try:
-        frame = table_frame(records, args.metric)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    if args.format == "glance":
-        from .glance import render_glance
-
-        sys.stdout.write(render_glance(frame, records))
-    elif args.format == "compact":
-        from .compact import render_compact
-
-        sys.stdout.write(render_compact(frame, args.cell))
-    else:
-        sys.stdout.write(render(frame, args.format))
+    sys.stdout.write(table_text(Path(args.results), args.format, args.scale, args.domain, args.cell, args.metric))
     return 0
 
 
@@ -315,27 +174,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from .harness.config import parse_set
     from .tune import tune_command
 
     tune_command(args.selectors, args.method, args.scale, args.samples, args.search, args.seeds, args.output,
-                 Path(args.results) / "tune", _parse_set(args.set or []))
+                 Path(args.results) / "tune", parse_set(args.set or []))
     return 0
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """`dfabench baseline record --scale S --results DIR`: per-cell reference from existing records."""
-    import json
+    from .guards.check import record_reference
 
-    from .check import reference
-    from .tables import load
-
-    frame = load(existing_results(Path(args.results)))
-    frame = frame[frame.scale == args.scale]
-    if frame.empty:
-        raise ConfigError(f"no {args.scale} records under {args.results}/runs")
-    out = Path(args.baselines) / args.scale / "reference.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(reference(frame), indent=1, sort_keys=True) + "\n")
+    out = record_reference(existing_results(Path(args.results)), args.scale, Path(args.baselines))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -343,40 +194,17 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """`dfabench check --scale S`: run what the reference covers and is missing, then exit 1 with one
     line per problem (0 when clean)."""
-    import json
+    from .guards.check import check
 
-    from .check import failures
-    from .harness.executor import pending, run_local
-    from .harness.plan import plan
-    from .harness.store import iter_records
-
-    ref_path = Path(args.baselines) / args.scale / "reference.json"
-    if not ref_path.exists():
-        raise ConfigError(f"no reference at {ref_path}; run `dfabench baseline record --scale {args.scale}`")
-    ref = json.loads(ref_path.read_text())
+    _check_device(args.device, will_run=not args.no_run)
     results = existing_results(Path(args.results)) if args.no_run else writable_results(Path(args.results))
-    if not args.no_run:
-        for cell, entry in sorted(ref.items()):
-            methods = sorted(entry["methods"])
-            seeds = max(m["n"] for m in entry["methods"].values())
-            runs, _ = plan([cell], methods, args.scale, list(range(seeds)))
-            todo = pending(runs, results)
-            if todo:
-                print(f"check: running {len(todo)} missing {args.scale} runs of {cell}", file=sys.stderr)
-                run_local(todo, results, "cpu")
-    records = [r for r in iter_records(results) if r.get("scale") == args.scale]
-    problems = failures(records, ref)
-    for line in problems:
-        print(f"FAIL {line}")
-    print(f"check: {len(problems)} problem(s) against {ref_path}" if problems
-          else f"check: ok ({len(ref)} cells against {ref_path})")
-    return 1 if problems else 0
+    return check(results, args.scale, Path(args.baselines), run=not args.no_run, device=args.device)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """`dfabench reproduce --scale S`: run the paper's suite at S (what is missing), then write one table
     per paper table and the figures under RESULTS/reproduce/."""
-    from .reproduce import reproduce
+    from .report.reproduce import reproduce
 
     _check_device(args.device, will_run=not args.no_run)
     if not args.no_run:
@@ -390,8 +218,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """`dfabench verify RESULTS`: re-run a sample of its records and compare (dfabench/verify.py)."""
-    from .verify import verify_command
+    """`dfabench verify RESULTS`: re-run a sample of its records and compare (dfabench/guards/verify.py)."""
+    from .guards.verify import verify_command
 
     results = existing_results(Path(args.results), "RESULTS")
     writable_results(results, "RESULTS")  # verification.json is written there
@@ -400,14 +228,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain
+    from .report.explain import explain
 
     explain(existing_results(Path(args.results)), args.scale, Path(args.out) if args.out else None)
     return 0
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .probes import PROBES, run_probe
+    from .report.probes import PROBES, run_probe
 
     if args.name is None:
         for probe in PROBES.values():
@@ -417,6 +245,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
     readme, code = run_probe(args.name, Path(args.results) if args.results else None, args.device, run=not args.no_run)
     print(f"wrote {readme}", file=sys.stderr)
     return code
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """`dfabench docs [--check]`: rebuild docs/results.md and docs/engine.md from the committed files."""
+    from .report.pages import write_pages
+
+    root = Path(args.root)
+    if not (root / "results").is_dir() or not (root / "docs").is_dir():
+        raise ConfigError(f"{root} has no results/ and docs/: run from the repository root or pass --root")
+    written, stale = write_pages(root, check=args.check)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    for path in stale if args.check else ():
+        print(f"stale: {path} is not what its sources give; run `dfabench docs`", file=sys.stderr)
+    return 1 if args.check and stale else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -446,11 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu (default) | cuda")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a hyper-parameter for every run, e.g. --set epochs=3 --set method_options.scale=0")
-    p.add_argument("--config", help="YAML file with any of: selectors, method, scale, seeds, results, device, set")
+    p.add_argument("--config", help="YAML file with any run option, by its name here: selectors, method, scale, "
+                                    "seeds, results, device, set, compile, executor, address, wandb")
     p.add_argument("--compile", action="store_true",
                    help="capture each training step (a CUDA graph on cuda, torch.compile on a CPU); same as "
                         "--set capture=true, so these runs get their own ids")
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
+    p.add_argument("--executor", choices=["local", "ray"],
                    help="local (default): one run after another in this process; ray: Ray tasks")
     p.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001); default: a local Ray")
     p.add_argument("--wandb", action="store_true", help="also log each run to W&B (offline unless WANDB_MODE=online;"
@@ -509,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--baselines", default="baselines")
     p.add_argument("--no-run", action="store_true", help="only read the records; do not run missing ones")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda: where the missing runs train")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("reproduce", help="run the paper's suite at a scale, then write its tables and figures "
@@ -546,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda")
     p.add_argument("--no-run", action="store_true", help="only rewrite the README from existing records")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("docs", help="rebuild the generated pages docs/results.md (from the records) and docs/engine.md "
+                                    "(from the benchmark outputs)")
+    p.add_argument("--root", default=".", help="the repository root (default: here)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page is stale")
+    p.set_defaults(func=cmd_docs)
     return parser
 
 

@@ -1,7 +1,7 @@
 """What a task declares, and the hyper-parameters every task shares.
 
 A task is one folder under ``tasks/`` (installed as ``dfabench.tasks.<domain>``) whose ``task.py``
-defines a ``Task`` subclass and calls ``register_task``, plus its spec ``tasks/<domain>_spec.py``
+defines a ``Task`` subclass and calls ``register_task``, plus its spec ``tasks/<domain>/spec.py``
 (``dfabench.catalog``): its datasets, its models (a model may be a named variant: the same network
 with other hyper-parameters), its metrics with their direction and which is primary. A
 ``hparams.yaml`` beside the task holds the tuned values per scale, method, dataset and model, each
@@ -72,7 +72,7 @@ class Task:
     """Base class of a task. See the module docstring.
 
     What a task offers (datasets, models, cells, metrics, which methods apply) is its spec,
-    ``tasks/<domain>_spec.py`` (``dfabench.catalog``), so that it is known without importing the
+    ``tasks/<domain>/spec.py`` (``dfabench.catalog``), so that it is known without importing the
     task; the properties below read it. A task class may still declare them itself.
     """
 
@@ -306,3 +306,8 @@ def unavailable_tasks() -> dict[str, str]:
     """Domains that cannot run here and why, from the specs (nothing is imported)."""
     found = {d: why for d, spec in specs().items() if (why := unavailable_reason(spec))}
     return {**_UNAVAILABLE, **found}
+
+
+def floor(value: float, what: str, higher_is_better: bool = True) -> dict[str, Any]:
+    """What a task puts in ``extras['floors'][metric]``: the trivial level its metric must beat."""
+    return {"value": float(value), "what": what, "higher_is_better": higher_is_better}

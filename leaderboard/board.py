@@ -3,8 +3,8 @@ same frames.
 
 An *entry* is one method in one row of a domain's table (a cell, dataset/model, with the variant its
 overrides or data make, and one test metric): its mean ± unbiased std over the ok seeds and its gap to
-BP paired by seed with the 95% t-interval (``dfabench.tables``), in the metric's units (accuracy, AUC
-and AP in points, PSNR in dB, the rest as they are: ``dfabench.glance``), its failed runs, the
+BP paired by seed with the 95% t-interval (``dfabench.report.summaries``), in the metric's units (accuracy, AUC
+and AP in points, PSNR in dB, the rest as they are: ``dfabench.report.glance``), its failed runs, the
 published number for the same model where one is known, and whether `dfabench verify` re-ran it.
 
 The *summary* has one row per method and one column per domain and primary metric: the mean over the
@@ -21,12 +21,12 @@ from typing import Iterable
 
 import pandas as pd
 
-from dfabench.glance import ENTRY, UNITS, _gap, _variant
-from dfabench.glance import entries as unit_entries
+from dfabench.report.frame import GROUP, method_key, records_frame, table_frame, variant_label
+from dfabench.report.glance import ENTRY, UNITS, format_gap
+from dfabench.report.glance import entries as unit_entries
 from dfabench.harness.identity import overrides_label
 from dfabench.harness.store import iter_records
-from dfabench.reproduce import DATASET_NAMES, TABLES, published_cell
-from dfabench.tables import GROUP, _method_key, records_frame, table_frame
+from dfabench.report.reproduce import DATASET_NAMES, TABLES, published_cell
 
 from .verification import Verification, load_verification
 
@@ -75,11 +75,11 @@ def build_board(folders: Iterable[Path], baselines: Path | None = None) -> Board
 
 def _published_by_source(baselines: Path | None) -> dict[str, dict]:
     """{source file: {cell: entry}} as `dfabench reproduce` reads them; nothing without the files."""
-    from dfabench.reproduce import load_published_by_source
+    from dfabench.report.reproduce import published_for_tables
 
     if baselines is None or not (Path(baselines) / "paper.yaml").exists():
         return {}
-    return load_published_by_source(Path(baselines))
+    return published_for_tables(Path(baselines))
 
 
 def _record_ids(records: list[dict]) -> dict[tuple, list[str]]:
@@ -209,7 +209,7 @@ def summary_wide(board: Board) -> pd.DataFrame:
         elif r.method == "bp":
             text = "0 (BP)"
         else:
-            text = _gap(r.gap, math.nan, r.digits)
+            text = format_gap(r.gap, math.nan, r.digits)
         better = "" if r.gap != r.gap or r.method == "bp" or r.gap == 0 else (
             "better" if (r.gap > 0) == r.higher_is_better else "worse")
         cells = f"{r.cells} cell" + "s" * (r.cells != 1)
@@ -220,7 +220,7 @@ def summary_wide(board: Board) -> pd.DataFrame:
         data.setdefault(r.method, {}).update({(column, k): v for k, v in values.items()})
     frame = pd.DataFrame.from_dict(data, orient="index")
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
-    frame = frame.reindex(sorted(frame.index, key=_method_key))
+    frame = frame.reindex(sorted(frame.index, key=method_key))
     frame.index.name = "method"
     return frame
 
@@ -238,11 +238,11 @@ def summary_columns(board: Board) -> list[dict]:
 def wide_frame(part: pd.DataFrame) -> pd.DataFrame:
     """One metric of one (scale, domain): rows = cells (dataset/model and variant), columns = (method,
     field) with the fields of WIDE_FIELDS; methods in the paper's order, cells in the task's order."""
-    methods = sorted(part.method.unique(), key=_method_key)
+    methods = sorted(part.method.unique(), key=method_key)
     rows = []
     for key, g in part.groupby(ROW, sort=False):  # the entries' order: the task's cells
         dataset, model, overrides, data = key
-        row = {("cell", ""): f"{dataset}/{model}", ("variant", ""): _variant(overrides, data)}
+        row = {("cell", ""): f"{dataset}/{model}", ("variant", ""): variant_label(overrides, data)}
         by_method = g.set_index("method")
         for method in methods:
             if method not in by_method.index:

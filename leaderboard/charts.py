@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfabench.glance import _variant
+from dfabench.report.frame import variant_label
 from dfabench.harness.identity import overrides_label
 
 # matplotlib's tab10: distinguishable, and the colours the figures of `dfabench reproduce` use
@@ -24,7 +24,7 @@ def curve_charts(records: list[dict], domain: str, w: int = 380, h: int = 200) -
         metric = r.get("primary_metric")
         series = [(h_["epoch"], h_["val"][metric]) for h_ in r.get("history") or []
                   if isinstance((h_.get("val") or {}).get(metric), (int, float))]
-        variant = _variant(overrides_label(r.get("overrides")), (r.get("data") or "")[:8])
+        variant = variant_label(overrides_label(r.get("overrides")), (r.get("data") or "")[:8])
         if series:  # runs with other overrides or data are curves of their own, as they are rows of their own
             cells.setdefault((r["scale"], r["dataset"], r["model"], variant, metric), {})[r["method"]] = series
     several_scales = len({k[0] for k in cells}) > 1
@@ -70,7 +70,7 @@ def gap_chart(entries: pd.DataFrame, w: int = 640, row_h: int = 16) -> dict | No
         better = (g.gap > 0) == bool(g.higher_is_better)
         bar = {"y": y, "text_y": y + 11, "x": left, "width": max(right - left, 1.0), "h": row_h - 4,
                "colour": "#2ca02c" if better or g.gap == 0 else "#d62728",
-               "label": _row_label(g.dataset, g.model, _variant(g.overrides, g.data),
+               "label": _row_label(g.dataset, g.model, variant_label(g.overrides, g.data),
                                    g.scale if several_scales else "") + f" {g.method}",
                "title": f"{g.label}: {g.gap_text}"}
         if g.ci95 == g.ci95:

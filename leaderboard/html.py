@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from dfabench.published import load_published, published_rows
+from dfabench.report.published import load_published, published_rows
 
 from .board import Board, build_board, methods_of, summary_columns, summary_wide
 from .charts import curve_charts, gap_chart, images
@@ -49,7 +50,10 @@ def build_facts(board: Board) -> dict:
     made = Counter(((r.get("provenance") or {}).get("commit") or "unknown")[:12] for r in board.records)
     dirty = Counter(((r.get("provenance") or {}).get("commit") or "unknown")[:12] for r in board.records
                     if (r.get("provenance") or {}).get("dirty"))
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    # SOURCE_DATE_EPOCH (the reproducible-builds convention) fixes the stamp, so two builds compare
+    built = datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), timezone.utc) \
+        if os.environ.get("SOURCE_DATE_EPOCH") else datetime.now(timezone.utc)
+    return {"date": built.strftime("%Y-%m-%d %H:%M UTC"),
             "folders": [str(f) for f in board.folders], "commit": commit, "records": len(board.records),
             "scales": sorted({r["scale"] for r in board.records}),
             "provenance": [{"commit": c, "records": n, "dirty": dirty.get(c, 0)} for c, n in made.most_common()]}

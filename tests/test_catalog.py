@@ -3,8 +3,11 @@ heavy library (how fast they are is measured by benchmarks/cli_start.py, not her
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +71,45 @@ def test_probe_models_run_only_when_named():
     assert len(match_cells(["mlp/*/*"])) == 17  # the survey's: 3 baselines and 14 ablations
     assert match_cells(["mlp/fashion-mnist/mlp-depth4", "lm/kjv/transformer-noln"]) == [
         "mlp/fashion-mnist/mlp-depth4", "lm/kjv/transformer-noln"]
+
+
+NEW_METHOD = '''"""DFA with the feedback scaled by one half: a method added as one file, nothing else touched."""
+from .dfa import DFA
+from .registry import register
+
+
+@register
+class HalfDFA(DFA):
+    name = "half-dfa"
+    summary = "DFA whose projected error is halved"
+
+    def _feedback_error(self, record, error):
+        return 0.5 * error
+'''
+
+
+def test_a_new_method_is_one_file(tmp_path):
+    """Copy the package, add one module to dfabench/methods/ and nothing else: `list` shows the method
+    (without importing torch) and `run` trains with it."""
+    import dfabench
+
+    root = Path(dfabench.__file__).resolve().parent.parent
+    copy = tmp_path / "dfabench"
+    shutil.copytree(root / "dfabench", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("tasks", "leaderboard"):  # what setup.py maps under the dfabench namespace
+        shutil.copytree(root / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "methods" / "half_dfa.py").write_text(NEW_METHOD)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "TQDM_DISABLE": "1"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "dfabench.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "half-dfa" in next(line for line in listed.stdout.splitlines() if line.startswith("mlp/digits/mlp "))
+    run = cli("run", "mlp/digits/mlp", "--method", "half-dfa,dfa", "--scale", "smoke", "--results", "out")
+    assert run.returncode == 0, run.stderr
+    records = {r["method"]: r for r in map(json.loads, map(Path.read_text, (tmp_path / "out" / "runs").glob("*.json")))}
+    assert set(records) == {"half-dfa", "dfa"} and records["half-dfa"]["status"] == "ok"
+    assert records["half-dfa"]["metrics"] != records["dfa"]["metrics"]  # the halved signal trained otherwise

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from dfabench.check import failures, floor, reference
+from dfabench.guards.check import failures, reference
+from dfabench.task import floor
 from dfabench.cli import main
-from dfabench.tables import records_frame
+from dfabench.report.frame import records_frame
 
 CELL = ["mlp/digits/mlp", "--scale", "smoke", "--seeds", "3"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dfabench.tables import write_tables
+from dfabench.report.tables import write_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_SETS = [ROOT / "results" / name for name in ("small", "paper", "smoke")]
@@ -23,7 +23,7 @@ def test_committed_tables_match_the_committed_records(results, tmp_path):
 
 def test_committed_paper_tables_match_the_committed_records(tmp_path):
     """results/small/reproduce/*.md (what `dfabench reproduce --scale small --no-run` writes)."""
-    from dfabench.reproduce import TABLES, plan_suite, write_outputs
+    from dfabench.report.reproduce import TABLES, plan_suite, write_outputs
 
     results = ROOT / "results" / "small"
     committed = {p.name: p.read_text() for p in sorted((results / "reproduce").glob("*.md"))}

@@ -53,20 +53,25 @@ def test_cell_filter_keeps_only_matching_cells(tmp_path, capsys):
                                            value=0.9))
     assert main(["table", "--results", str(tmp_path), "--format", "compact", "--cell", "mlp/mnist/*"]) == 0
     assert [r["cell"] for r in _rows(capsys.readouterr().out)] == ["mlp/mnist/mlp"]
-def readme_tables() -> list[tuple[list[str], str]]:
-    """(the table command's arguments, the table below it) for every README results table."""
-    text = (ROOT / "README.md").read_text()
-    found = re.findall(r"<!-- table: dfabench (.+?) -->\n((?:\|.*\n)+)", text)
-    return [(shlex.split(args), table) for args, table in found]
+def quoted_tables() -> list[tuple[str, list[str], str]]:
+    """(file, the table command's arguments, what it quotes) for every generated table block of the README
+    and of docs/results.md: `<!-- table: dfabench ARGS -->` above a fenced block (or a markdown table)."""
+    found = []
+    for name in ("README.md", "docs/results.md"):
+        text = (ROOT / name).read_text()
+        for args, fenced, table in re.findall(r"<!-- table: dfabench (.+?) -->\n(?:```\n(.*?)```\n|((?:\|.*\n)+))",
+                                              text, flags=re.S):
+            found.append((name, shlex.split(args), fenced or table))
+    return found
 
 
-def test_readme_results_tables_are_what_their_commands_print(capsys, monkeypatch):
-    tables = readme_tables()
-    assert len(tables) >= 3, "the README's results tables are generated: <!-- table: dfabench ... --> above each"
+def test_readme_tables_are_what_their_commands_print(capsys, monkeypatch):
+    tables = quoted_tables()
+    assert any(name == "README.md" for name, _, _ in tables), "the README's headline table is a generated block"
     monkeypatch.chdir(ROOT)
-    for args, table in tables:
+    for name, args, table in tables:
         assert main(args) == 0
-        assert capsys.readouterr().out == table, f"README table of `dfabench {shlex.join(args)}` differs; re-run it"
+        assert capsys.readouterr().out == table, f"{name}: table of `dfabench {shlex.join(args)}` differs; re-run it"
 
 
 def test_a_cell_filter_that_keeps_nothing_is_refused(tmp_path, capsys):

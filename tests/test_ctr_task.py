@@ -230,7 +230,7 @@ def test_movielens_ids_are_those_of_its_committed_records():
     import json
     from pathlib import Path
 
-    from dfabench.verify import planned_from
+    from dfabench.guards.verify import planned_from
 
     runs = Path(__file__).resolve().parent.parent / "results" / "small" / "runs"
     records = [r for r in map(json.loads, map(Path.read_text, sorted(runs.glob("*.json")))) if r["dataset"] == "movielens"]

@@ -11,7 +11,7 @@ from scipy import stats
 
 from dfabench.architecture import describe
 from dfabench.cli import main
-from dfabench.explain import explain_frame, rank_correlation, spearman
+from dfabench.report.explain import explain_frame, rank_correlation, spearman
 from dfabench.harness.store import iter_records, write_record
 from records import valid_record
 

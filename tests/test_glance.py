@@ -9,7 +9,7 @@ from scipy import stats
 
 from dfabench.catalog import specs
 from dfabench.cli import main
-from dfabench.glance import UNITS, _decimals
+from dfabench.report.glance import UNITS, _decimals
 from dfabench.harness.store import write_record
 
 SMALL = Path(__file__).resolve().parents[1] / "results" / "small"

@@ -152,6 +152,27 @@ def test_bad_config_file_key_is_rejected(tmp_path, capsys):
     assert not (tmp_path / "res").exists()
 
 
+def test_config_file_takes_every_run_option_by_its_command_line_name(tmp_path):
+    """`--config` covers every option of `run`: each parser option has a config key of the same name,
+    and a file that sets them all (but the executor's cluster) is taken as the command line would be."""
+    from dfabench.cli import build_parser
+    from dfabench.harness.config import RUN_OPTIONS, run_config
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    options = {a.dest for a in run._actions if a.dest not in ("help", "config")}
+    assert options == set(RUN_OPTIONS)
+    config = tmp_path / "c.yaml"
+    config.write_text("selectors: ['mlp/digits/mlp']\nmethod: bp,dfa\nscale: smoke\nseeds: 2\nresults: r\n"
+                      "device: cpu\nset: {epochs: 1}\ncompile: true\nexecutor: ray\naddress: auto\nwandb: true\n")
+    got = run_config({name: None for name in RUN_OPTIONS}, str(config))
+    assert (got.methods, got.scale, got.seeds, got.results, got.executor, got.address, got.wandb) == \
+        (["bp", "dfa"], "smoke", 2, "r", "ray", "auto", True)
+    assert got.set == {"epochs": 1, "capture": True}
+    # the command line wins over the file
+    assert run_config({**{name: None for name in RUN_OPTIONS}, "scale": "small", "set": ["epochs=3"]},
+                      str(config)).set == {"epochs": 3, "capture": True}
+
+
 def test_interrupted_suite_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
     import dfabench.harness.executor as executor
 
@@ -235,7 +256,8 @@ def test_table_pairs_seeds_and_uses_unbiased_std(tmp_path, capsys):
 
 
 def test_table_shows_the_floor_the_records_report_beside_the_methods():
-    from dfabench.tables import records_frame, wide
+    from dfabench.report.frame import records_frame
+    from dfabench.report.tables import wide
 
     def record(method, seed, value, floors):
         return {"id": f"{method}{seed}", "domain": "lm", "dataset": "kjv", "model": "transformer", "method": method,

@@ -84,7 +84,7 @@ def test_the_generator_version_enters_an_id_only_where_a_task_gives_one(capsys):
     committed record of every domain rebuilds its own id through verify's path from the record."""
     from dfabench.harness.identity import run_id
     from dfabench.task import get_task
-    from dfabench.verify import planned_from
+    from dfabench.guards.verify import planned_from
 
     assert run_id("d", "x", "m", "bp", "small", {}, 0) == run_id("d", "x", "m", "bp", "small", {}, 0, None)
     assert run_id("d", "x", "m", "bp", "small", {}, 0, "abc") != run_id("d", "x", "m", "bp", "small", {}, 0)

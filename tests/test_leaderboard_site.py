@@ -170,7 +170,7 @@ def test_html_site_in_headless_chromium(tmp_path: Path):
 
 
 def test_published_numbers_table_marks_unknown_cells():
-    from dfabench.published import published_rows as _paper_rows
+    from dfabench.report.published import published_rows as _paper_rows
 
     paper = {"ctr/criteo/dcn": {"source": "Table 2", "metrics": {"auc": "higher"},
                                 "bp": {"auc": 0.81036}, "dfa": "unknown"},
@@ -181,7 +181,7 @@ def test_published_numbers_table_marks_unknown_cells():
 
 
 def test_published_section_puts_our_same_cell_numbers_beside_the_source(tmp_path):
-    from dfabench.published import load_published, published_markdown
+    from dfabench.report.published import load_published, published_markdown
 
     (tmp_path / "paper.yaml").write_text("lm/wikitext-103/transformer: {source: T5, bp: {perplexity: 29.8}}\n")
     (tmp_path / "biotorch.yaml").write_text(

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dfabench.cli import main
 from dfabench.harness.plan import plan
 from dfabench.harness.store import write_record
-from dfabench.probes import PROBES, probe_records, probe_table, write_readme
+from dfabench.report.probes import PROBES, probe_records, probe_table, write_readme
 from dfabench.tasks.mlp.models import BinaryReadout
 from records import valid_record
 

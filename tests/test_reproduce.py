@@ -6,7 +6,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from dfabench import reproduce
+from dfabench.report import reproduce
 from dfabench.cli import main
 from dfabench.harness.store import iter_records, write_record
 from dfabench.task import all_tasks

@@ -12,7 +12,7 @@ import pytest
 from dfabench.cli import main
 from dfabench.harness.executor import run_local
 from dfabench.harness.plan import plan
-from dfabench.verify import FILE, TOLERANCE_REL, rel_diff
+from dfabench.guards.verify import FILE, TOLERANCE_REL, rel_diff
 
 CELL = "mlp/digits/mlp"
 

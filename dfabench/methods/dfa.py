@@ -146,3 +146,10 @@ register_variant("dfa-micro", DFA, "DFA also at the points tagged 'micro' (three
                  requires_tags=frozenset({"micro"}), tags=["default", "micro"])
 register_variant("dfa-head", DFA, "DFA at the head's points only; BP inside the blocks tagged 'conv'",
                  requires_tags=frozenset({"conv"}), tags=["default"])
+# Other feedback matrices (survey 001, DFA variants), options of ``FeedbackOptions`` (engine/feedback.py),
+# so any of them also combines with plain ``dfa`` (``method_options: {per_point: true}`` for
+# independent matrices per point).
+register_variant("dfa-sparse", DFA, "DFA with a sparse feedback matrix (10% of entries; single_connection: one per unit)",
+                 density=0.1)
+register_variant("dfa-sign", DFA, "DFA with a binary +-1 feedback matrix (scaled like the uniform one)",
+                 distribution="sign")

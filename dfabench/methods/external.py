@@ -179,35 +179,3 @@ def _distribution(module: str, origin: dict[str, Any]) -> dict[str, str]:
         return {"package": names[0], "version": importlib.metadata.version(names[0])}
     except importlib.metadata.PackageNotFoundError:
         return {}
-
-
-def describe(items: list[str]) -> list[str]:
-    """``dfabench list``'s lines for the installed entry points and the ``--method`` items given.
-
-    Each is imported (and registered, so the cells list it); an installed method that fails to import
-    is a warning line, a ``--method`` item that fails is an error (exit 2)."""
-    from ..catalog import METHOD_REQUIREMENTS
-    from .registry import resolve
-
-    lines = [f"# method {name}: entry point {ep.value} ignored: the built-in method of that name wins"
-             for name, ep in entry_points().items() if name in METHOD_REQUIREMENTS]
-    wanted = [(name, True) for name in entry_points() if name not in METHOD_REQUIREMENTS] + \
-             [(item, False) for item in items]
-    for item, installed in wanted:
-        try:
-            key, _, origin = resolve(item)
-        except ConfigError as err:
-            if not installed:
-                raise
-            lines.append(f"# method {item}: cannot load it: {err}")
-            continue
-        if origin is None:
-            continue  # a built-in name
-        from .registry import METHODS
-
-        cls = METHODS[key]
-        needs = ",".join(sorted(METHOD_REQUIREMENTS[key])) or "nothing"
-        where = f"{origin['package']} {origin['version']}, " if "package" in origin else ""
-        lines.append(f"# method {key}: {getattr(cls, 'summary', '') or '(no summary)'}  requires={needs}  "
-                     f"from={where}{origin['spec']} sha256={origin['sha256'][:12]}")
-    return lines

@@ -2,6 +2,7 @@
 from outside the package is named by a spec (``external.py``) and registered here under its key."""
 from __future__ import annotations
 
+from ..errors import ConfigError
 from .base import Method
 
 METHODS: dict[str, type[Method]] = {}
@@ -53,11 +54,11 @@ def resolve(item: str):
             raise external.ExternalMethodError(f"unknown method {item!r}; known: {', '.join(known)}; or "
                                                f"path/to/file.py:Class, package.module:Class") from None
         raise
-    _register_external(found)
+    register_external(found)
     return found.key, found.spec, found.origin
 
 
-def _register_external(found) -> None:
+def register_external(found) -> None:
     from ..catalog import METHOD_REQUIREMENTS
 
     METHODS.setdefault(found.key, found.cls)
@@ -70,9 +71,39 @@ def create(name: str, options: dict | None = None, spec: str | None = None) -> M
     if name not in METHODS and spec is not None:
         from . import external
 
-        _register_external(external.load(spec, expect_key=name))
+        register_external(external.load(spec, expect_key=name))
     try:
         cls = METHODS[name]
     except KeyError:
         raise UnknownMethod(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}") from None
     return cls(options)
+
+
+def describe(items: list[str]) -> list[str]:
+    """``dfabench list``'s lines for the installed entry points and the ``--method`` items given.
+
+    Each is imported (and registered, so the cells list it); an installed method that fails to import
+    is a warning line, a ``--method`` item that fails is an error (exit 2)."""
+    from ..catalog import METHOD_REQUIREMENTS
+    from . import external
+
+    lines = [f"# method {name}: entry point {ep.value} ignored: the built-in method of that name wins"
+             for name, ep in external.entry_points().items() if name in METHOD_REQUIREMENTS]
+    wanted = [(name, True) for name in external.entry_points() if name not in METHOD_REQUIREMENTS] + \
+             [(item, False) for item in items]
+    for item, installed in wanted:
+        try:
+            key, _, origin = resolve(item)
+        except ConfigError as err:
+            if not installed:
+                raise
+            lines.append(f"# method {item}: cannot load it: {err}")
+            continue
+        if origin is None:
+            continue  # a built-in name
+        cls = METHODS[key]
+        needs = ",".join(sorted(METHOD_REQUIREMENTS[key])) or "nothing"
+        where = f"{origin['package']} {origin['version']}, " if "package" in origin else ""
+        lines.append(f"# method {key}: {getattr(cls, 'summary', '') or '(no summary)'}  requires={needs}  "
+                     f"from={where}{origin['spec']} sha256={origin['sha256'][:12]}")
+    return lines

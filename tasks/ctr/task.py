@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from dfabench.check import floor
+from dfabench.task import floor
 from dfabench.harness.identity import settings_version
 from dfabench.hparams import ConfigError
 from dfabench.task import Task, TrainHParams, register_task, tensor_fingerprint
@@ -64,7 +64,7 @@ def _encoded(dataset: str, rows: int, path: str | None, min_count: int) -> logs.
 @register_task
 class CTRTask(Task):
     domain = "ctr"
-    HParams = CTRHParams  # datasets, models, metrics: tasks/ctr_spec.py
+    HParams = CTRHParams  # datasets, models, metrics: tasks/ctr/spec.py
 
     def load_data(self, dataset, hp: CTRHParams, seed, scale, device) -> CTRData:
         try:

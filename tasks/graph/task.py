@@ -22,7 +22,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import RandomLinkSplit
 from torch_geometric.utils import negative_sampling
 
-from dfabench.check import floor
+from dfabench.task import floor
 from dfabench.task import Task, TrainHParams, register_task, tensor_fingerprint
 
 from . import data as graphs
@@ -71,7 +71,7 @@ def _graph(dataset: str, nodes: int, homophily: float, noise: float, knn: int, r
 @register_task
 class GraphTask(Task):
     domain = "graph"
-    HParams = GraphHParams  # datasets, models, metrics: tasks/graph_spec.py
+    HParams = GraphHParams  # datasets, models, metrics: tasks/graph/spec.py
     # what changes the graph itself; the pre-flight check loads each distinct one once
     data_options = frozenset({"nodes", "homophily", "noise", "knn", "root", "download", "path"})
 

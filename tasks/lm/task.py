@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from dfabench.check import floor
+from dfabench.task import floor
 from dfabench.task import Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
 
 from .data import (LMDataError, TextSource, bpe_tokenizer, check_raw_file, encode_cached, find_wikitext,
@@ -104,7 +104,7 @@ MODELS = {"transformer": PaperTransformer, "gpt2-preln": PreLNGPT2}
 @register_task
 class LMTask(Task):
     domain = "lm"
-    HParams = LMHParams  # datasets, models, metrics: tasks/lm_spec.py
+    HParams = LMHParams  # datasets, models, metrics: tasks/lm/spec.py
     # The pre-flight check loads the data as a run would (the tokenizer and ids are cached, so the runs
     # do not pay twice): a missing package, a missing, ambiguous, empty or non-UTF-8 WikiText file or
     # a split shorter than one window is refused before anything trains.

@@ -7,7 +7,7 @@ variants (``mlp-sgd``, ``mlp-batchnorm``, ``mlp-tanh``...), whose settings live 
 The ablations run on Fashion-MNIST only; the baseline runs on every dataset. The probes of
 ``dfabench probe`` add two families on Fashion-MNIST: ``mlp-depth{4,8,16}`` (more hidden layers, set in
 hparams.yaml) and ``mlp-out{1,2,10,100}`` (a binary task read through that many outputs:
-``models.BinaryReadout``; the width comes from the model's name, tasks/mlp_spec.py ``OUTPUT_PROBE``).
+``models.BinaryReadout``; the width comes from the model's name, tasks/mlp/spec.py ``OUTPUT_PROBE``).
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from dfabench.check import floor
+from dfabench.task import floor
 from dfabench.data.images import load_images
 from dfabench.task import Task, TrainHParams, register_task, tensor_batches, tensor_fingerprint
 
-from dfabench.tasks.mlp_spec import BINARY_SPLIT, OUTPUT_PROBE
+from dfabench.tasks.mlp.spec import BINARY_SPLIT, OUTPUT_PROBE
 
 from .models import MLP, BinaryReadout
 
@@ -94,7 +94,7 @@ def _prepared(dataset: str, data_dir: str | None, val_fraction: float, train_lim
 @register_task
 class MLPTask(Task):
     domain = "mlp"
-    HParams = MLPHParams  # datasets, models and cells: tasks/mlp_spec.py
+    HParams = MLPHParams  # datasets, models and cells: tasks/mlp/spec.py
 
     def load_data(self, dataset, hp: MLPHParams, seed, scale, device) -> ImageData:
         # torch's reductions (the mean and std) depend on the thread count in their last bits: the

@@ -20,7 +20,7 @@ from dfabench.cache import cache_dir
 from dfabench.errors import DataError
 from dfabench.task import Task, TrainHParams, register_task, tensor_fingerprint
 
-from ..nerf_spec import PROCEDURAL
+from .spec import PROCEDURAL
 from .data import Views, check_blender_splits, load_blender, load_llff, write_procedural
 from .models import NeRF
 
@@ -87,7 +87,7 @@ def psnr(mse: torch.Tensor) -> float:
 @register_task
 class NeRFTask(Task):
     domain = "nerf"
-    HParams = NeRFHParams  # datasets, models, metrics: tasks/nerf_spec.py
+    HParams = NeRFHParams  # datasets, models, metrics: tasks/nerf/spec.py
     data_options = frozenset({"resolution", "downscale", "max_eval_views", "data_dir"})
     data_errors = (SyntaxError,)  # what PIL raises for a truncated image
 

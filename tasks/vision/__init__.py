@@ -1,2 +1,1 @@
 """CNN vision task: LeNet-style CNN and a small ResNet under BP, DFA and its remedies."""
-from .task import VisionTask  # noqa: F401

@@ -54,7 +54,7 @@ def _as_nchw(x: np.ndarray) -> torch.Tensor:
 @register_task
 class VisionTask(Task):
     domain = "vision"
-    HParams = VisionHParams  # datasets, models, metrics: tasks/vision_spec.py
+    HParams = VisionHParams  # datasets, models, metrics: tasks/vision/spec.py
 
     def load_data(self, dataset, hp: VisionHParams, seed, scale, device) -> VisionData:
         images = _images(dataset, hp.data_dir)

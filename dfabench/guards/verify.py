@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # 2%: float results drift apart once library versions or CPUs order their sums differently, and the
 # drift compounds over training; on the digits test set (360 images) 2% is about 7 images.
@@ -42,7 +42,7 @@ ENVIRONMENT_KEYS = ("commit", "dirty", "versions", "device")
 def candidates(records: list[dict], domain: str | None, max_seconds: float | None) -> tuple[list[dict], Counter]:
     """The records a verification may pick, sorted by id, and the ok ones that cannot be re-run here
     by reason (user data, whose path a record does not keep; a task whose libraries are missing)."""
-    from .catalog import specs, unavailable_reason
+    from ..catalog import specs, unavailable_reason
 
     chosen, unrunnable = [], Counter()
     for record in sorted(records, key=lambda r: r["id"]):
@@ -64,7 +64,7 @@ def _code_missing(origin: dict | None) -> str | None:
     """Why an outside method's code cannot be found from here (None: found, or a built-in method)."""
     import importlib.util
 
-    from .catalog import method_entry_points
+    from ..catalog import method_entry_points
 
     if not origin:
         return None
@@ -82,8 +82,8 @@ def planned_from(record: dict):
     """The PlannedRun a record describes; ConfigError when it no longer makes one."""
     from pydantic import ValidationError
 
-    from .harness.plan import PlannedRun
-    from .task import get_task
+    from ..harness.plan import PlannedRun
+    from ..task import get_task
 
     task = get_task(record["domain"])
     hparams = dict(record["hparams"])
@@ -97,13 +97,13 @@ def planned_from(record: dict):
                           f"{first['msg']}") from None
     spec, origin = None, record.get("method_origin")
     if origin:
-        from .methods.registry import _register_external
-        from .methods.external import load
+        from ..methods.registry import register_external
+        from ..methods.external import load
 
         # the outside method's code, found as it was named when recorded (relative to this folder)
         spec = origin["entry_point"] if origin.get("kind") == "entry_point" else origin["spec"]
         found = load(spec, expect_key=record["method"])
-        _register_external(found)
+        register_external(found)
         spec, origin = found.spec, found.origin
     run = PlannedRun(record["domain"], record["dataset"], record["model"], record["method"], record["scale"],
                      record["seed"], hp, dict(record.get("overrides") or {}), record.get("data"),
@@ -154,8 +154,8 @@ def verify_one(record: dict, store: Path, device: str) -> dict[str, Any]:
     """Re-run one record into ``store``; its entry of verification.json (plus 'why' for the console)."""
     import torch
 
-    from .harness.runner import run_one
-    from .harness.store import write_record
+    from ..harness.runner import run_one
+    from ..harness.store import write_record
 
     recorded = compared(record)
     try:
@@ -201,8 +201,8 @@ def verify_command(results: Path, sample: int, seed: int, domain: str | None = N
                    max_seconds: float | None = None, device: str = "cpu") -> int:
     from tqdm.auto import tqdm
 
-    from .harness.provenance import provenance
-    from .harness.store import iter_records
+    from ..harness.provenance import provenance
+    from ..harness.store import iter_records
 
     if sample < 1:
         raise ConfigError(f"--sample must be at least 1, got {sample}")

@@ -14,18 +14,29 @@ from typing import Iterable
 import pandas as pd
 import yaml
 
-from .tables import VAL_PREFIX, format_mean
+from ..errors import ConfigError
+from .frame import VAL_PREFIX
+from .summaries import format_mean
 
-PUBLISHED_FILES = ("paper.yaml", "biotorch.yaml")
+PUBLISHED_SOURCES = ("paper", "biotorch")  # baselines/<source>.yaml, merged in this order
+
+
+def load_published_by_source(baselines: Path, require: str | None = None) -> dict[str, dict]:
+    """``{source: {cell: entry}}`` of the published-number files under ``baselines`` that exist (the one
+    reader of them: the paper tables of `reproduce` read one source each, the domain tables the merge).
+    ``require`` names a source whose file must be there (a ConfigError otherwise)."""
+    baselines = Path(baselines)
+    if require is not None and not (baselines / f"{require}.yaml").exists():
+        raise ConfigError(f"no {baselines}/{require}.yaml: run from the repository root or pass --baselines DIR")
+    return {name: yaml.safe_load((baselines / f"{name}.yaml").read_text()) or {}
+            for name in PUBLISHED_SOURCES if (baselines / f"{name}.yaml").exists()}
 
 
 def load_published(baselines: Path) -> dict:
-    """Every cell of the published-number files under ``baselines`` (missing files are skipped)."""
+    """Every cell of the published-number files under ``baselines``, merged (missing files are skipped)."""
     merged: dict = {}
-    for name in PUBLISHED_FILES:
-        path = Path(baselines) / name
-        if path.exists():
-            merged.update(yaml.safe_load(path.read_text()) or {})
+    for entries in load_published_by_source(baselines).values():
+        merged.update(entries)
     return merged
 
 

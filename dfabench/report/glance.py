@@ -14,8 +14,9 @@ import math
 
 import pandas as pd
 
-from .catalog import specs
-from .tables import GROUP, VARIANT, _method_key, paired_gaps, summary
+from ..catalog import specs
+from .frame import GROUP, VARIANT, method_key, variant_label
+from .summaries import paired_gaps, summary
 
 ENTRY = GROUP + ["metric", "method"]
 
@@ -39,7 +40,8 @@ def _value(mean: float, std: float, n: int, failed: int, digits: int) -> str:
     return text + (f" [{failed} failed]" if failed else "")
 
 
-def _gap(gap: float, ci: float, digits: int) -> str:
+def format_gap(gap: float, ci: float, digits: int) -> str:
+    """A paired gap and its interval half-width in the field's units, signed with a true minus."""
     if gap != gap:
         return ""
     return f"{gap:+.{digits}f}".replace("-", "−") + (f" ± {ci:.{digits}f}" if ci == ci else "")
@@ -47,7 +49,7 @@ def _gap(gap: float, ci: float, digits: int) -> str:
 
 def _throughput(records: list[dict]) -> dict[tuple, str]:
     """(row identity, method) -> mean items/s (or step ms) of its ok records."""
-    from .harness.identity import overrides_label
+    from ..harness.identity import overrides_label
 
     rates: dict[tuple, list[float]] = {}
     steps: dict[tuple, list[float]] = {}
@@ -66,11 +68,6 @@ def _throughput(records: list[dict]) -> dict[tuple, str]:
     out = {key: f"{sum(v) / len(v):,.0f} {units[key]}/s" for key, v in rates.items()}
     out.update({key: f"{sum(v) / len(v):.1f} ms/step" for key, v in steps.items() if key not in out})
     return out
-
-
-def _variant(overrides: str, data: str) -> str:
-    """What sets a row apart from the task's own settings and data ('' for those)."""
-    return "; ".join(part for part in (overrides, f"data {data}" if data else "") if part)
 
 
 def _cell_order(domain: str, cells: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -101,8 +98,8 @@ def blocks(frame: pd.DataFrame, records: list[dict]) -> list[tuple[str, pd.DataF
                 key = (scale, domain, dataset, model, *variant)
                 here = part[(part[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)]
                 row_entries = table_entries[(table_entries[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)]
-                for method in sorted(here.method.unique(), key=_method_key):
-                    row = {"cell": "" if shown else f"{dataset}/{model}", "variant": _variant(*variant),
+                for method in sorted(here.method.unique(), key=method_key):
+                    row = {"cell": "" if shown else f"{dataset}/{model}", "variant": variant_label(*variant),
                            "method": method}
                     shown = True
                     for metric in metrics:
@@ -207,7 +204,7 @@ def _entry_gap_text(row, digits: int) -> str:
         return ""
     if isinstance(row.duplicate, str) and row.duplicate:
         return f"not paired: seed {row.duplicate} recorded twice"
-    return _gap(row.gap, row.ci95, digits) if row.gap == row.gap else ""
+    return format_gap(row.gap, row.ci95, digits) if row.gap == row.gap else ""
 
 
 def _in_table_order(rows: pd.DataFrame) -> pd.DataFrame:
@@ -217,6 +214,6 @@ def _in_table_order(rows: pd.DataFrame) -> pd.DataFrame:
         cells = _cell_order(domain, sorted(set(zip(part.dataset, part.model))))
         rank.update({(domain, *cell): i for i, cell in enumerate(cells)})
     key = [(r.scale, r.domain, rank[(r.domain, r.dataset, r.model)], r.overrides, r.data, r.metric,
-            _method_key(r.method)) for r in rows.itertuples()]
+            method_key(r.method)) for r in rows.itertuples()]
     order = sorted(range(len(rows)), key=key.__getitem__)
     return rows.iloc[order].reset_index(drop=True)

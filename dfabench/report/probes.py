@@ -5,12 +5,12 @@ dimension of an MLP (a binary task read through 1, 2, 10 or 100 outputs), the pl
 Transformer's LayerNorm (none, post-LN, pre-LN), the depth of the survey's MLP (2 to 16 hidden
 layers), and whether DFA reaches a CNN's convolutions (``dfa``) or only its head (``dfa-head``).
 
-A probe is declared here like a paper table in ``dfabench.reproduce``: its cells (one per level of
+A probe is declared here like a paper table in ``dfabench.report.reproduce``: its cells (one per level of
 the factor), its methods, its scale and seeds. The command runs what is not recorded yet under
 ``results/probes/NAME/`` (the same planner, executor and store as ``run``), then writes that folder's
 README.md: the command, and the table from the records (``tables.wide``: mean ± std per method, each
 method's gap to BP paired by seed with its 95% interval), with the mean end-of-training ``grad_cos``
-of each method beside it (``dfabench.explain``).
+of each method beside it (``dfabench.report.explain``).
 """
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import specs
-from .harness.store import iter_records
-from .hparams import ConfigError
-from .tables import metric_frame, wide
+from ..catalog import specs
+from ..harness.store import iter_records
+from ..hparams import ConfigError
+from .frame import metric_frame
+from .tables import wide
 
 RESULTS = Path("results") / "probes"
 
@@ -163,7 +164,7 @@ def write_readme(probe: Probe, results: Path) -> Path:
 def run_probe(name: str, results: Path | None = None, device: str = "cpu", run: bool = True) -> tuple[Path, int]:
     """The whole command: plan the probe's runs, run what is missing (unless ``run`` is false), write
     its README. Returns the README's path and the exit code (1 when a run ended in error)."""
-    from .harness.plan import plan
+    from ..harness.plan import plan
     from .reproduce import run_suite
 
     if name not in PROBES:

@@ -14,7 +14,7 @@ import math
 import pandas as pd
 
 from .glance import UNITS, entries
-from .tables import GROUP
+from .frame import GROUP
 
 COLUMNS = ("bp", "dfa", "shallow")
 

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .hparams import ConfigError
+from ..hparams import ConfigError
 
 CONTROLS = ("bp", "shallow")  # methods without feedback alignment to plot
 

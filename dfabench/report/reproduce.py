@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from .harness.executor import pending, run_local
-from .harness.plan import plan
-from .harness.store import iter_records
-from .hparams import ConfigError
+from ..harness.executor import pending, run_local
+from ..harness.plan import plan
+from ..harness.store import iter_records
+from ..hparams import ConfigError
 from .plots import domain_figures, pyplot
-from .catalog import SCALES, specs
-from .tables import VAL_PREFIX, VARIANT, metric_frame, wide
-from .task import unavailable_tasks
+from .published import load_published_by_source
+from ..catalog import SCALES, specs
+from .frame import VAL_PREFIX, VARIANT, metric_frame
+from .tables import wide
+from ..task import unavailable_tasks
 
 SEEDS = {"smoke": 3, "small": 3, "paper": 1}  # default --seeds per scale
 UNKNOWN = "unknown"
@@ -85,16 +86,11 @@ TABLES: dict[str, PaperTable] = {
 }
 
 
-def load_published_by_source(baselines: Path) -> dict[str, dict]:
-    """``{source_file: {cell: entry}}`` of the published-numbers files, kept apart because each paper
-    table reads one source (``dfabench.published.load_published`` merges them for the domain tables);
-    paper.yaml must exist (without it every published number would print as unknown for no good reason)."""
-    baselines = Path(baselines)
-    if not (baselines / "paper.yaml").exists():
-        raise ConfigError(f"no {baselines}/paper.yaml: run from the repository root or pass --baselines DIR")
-    files = {t.source_file for t in TABLES.values()}
-    return {name: yaml.safe_load((baselines / f"{name}.yaml").read_text()) or {}
-            for name in sorted(files) if (baselines / f"{name}.yaml").exists()}
+def published_for_tables(baselines: Path) -> dict[str, dict]:
+    """``{source: {cell: entry}}`` of the sources the paper tables read; paper.yaml must exist (without
+    it every published number would print as unknown for no good reason)."""
+    every = load_published_by_source(baselines, require="paper")
+    return {name: every[name] for name in sorted({t.source_file for t in TABLES.values()}) if name in every}
 
 
 def published_cell(table: PaperTable, entries: dict, domain: str, dataset: str, model: str) -> str | None:
@@ -217,7 +213,7 @@ def plan_suite(domains: list[str], scale: str, seeds: int, check_data: bool = Fa
 def run_suite(runs: list, results: Path, device: str) -> int:
     """Run what is not recorded yet, with the suite's progress bar; returns run's exit code (1 after
     a grouped summary when a run ended in error)."""
-    from .harness.summary import summarize
+    from ..harness.summary import summarize
 
     todo = pending(runs, results)
     print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already recorded in {results}/runs, "
@@ -229,7 +225,7 @@ def write_outputs(domains: list[str], scale: str, results: Path, baselines: Path
                   notes: list[str] | None = None, out: Path | None = None, figures: bool = True) -> list[Path]:
     """Tables (markdown, LaTeX) and figures from the ``scale`` records under ``results``, into
     ``out`` (default ``results/reproduce``)."""
-    published = load_published_by_source(baselines)
+    published = published_for_tables(baselines)
     records = [r for r in iter_records(results) if r.get("scale") == scale]
     out = Path(out) if out is not None else Path(results) / "reproduce"
     out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +257,7 @@ def reproduce(scale: str, results: Path | None = None, seeds: int | None = None,
     if seeds is not None and seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     chosen = check_domains(domains)
-    load_published_by_source(baselines)  # fail on a missing baselines dir or matplotlib before hours of training
+    published_for_tables(baselines)  # fail on a missing baselines dir or matplotlib before hours of training
     pyplot()
     results = Path(results) if results is not None else Path("results") / scale
     runs, notes = plan_suite(chosen, scale, seeds or SEEDS[scale], check_data=run)

@@ -16,10 +16,13 @@ to BP paired by seed (with the spread of the paired differences), and DFA's marg
 """
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-if TYPE_CHECKING:  # pandas and the tables load only when the gate runs: tasks import floor() at start
+if TYPE_CHECKING:  # pandas and the tables load only when the gate runs
     import pandas as pd
 
 GAP_FLOOR = 0.02  # smoke runs are noisy with few seeds: never a tolerance below 2% of BP's metric
@@ -31,7 +34,7 @@ def _key(row) -> str:
 
 
 def _paired(frame: pd.DataFrame, cell: pd.Series, method: str, base: str) -> pd.Series:
-    from .tables import GROUP
+    from ..report.frame import GROUP
 
     rows = frame[(frame.status == "ok") & (frame[GROUP] == cell[GROUP]).all(axis=1)]
     b = rows[rows.method == base].set_index("seed")["value"]
@@ -39,7 +42,7 @@ def _paired(frame: pd.DataFrame, cell: pd.Series, method: str, base: str) -> pd.
 
 
 def reference(frame: pd.DataFrame) -> dict[str, Any]:
-    from .tables import paired_gaps, summary
+    from ..report.summaries import paired_gaps, summary
 
     out: dict[str, Any] = {}
     for _, r in summary(frame).iterrows():
@@ -60,7 +63,7 @@ def reference(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def failures(records: Iterable[dict], ref: dict[str, Any]) -> list[str]:
-    from .tables import records_frame
+    from ..report.frame import records_frame
 
     records = [r for r in records if f"{r['domain']}/{r['dataset']}/{r['model']}" in ref]
     problems = [f"{r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed {r['seed']}: run {r['status']}"
@@ -115,6 +118,48 @@ def _floor_failures(records: list[dict]) -> list[str]:
     return problems
 
 
-def floor(value: float, what: str, higher_is_better: bool = True) -> dict[str, Any]:
-    """What a task puts in ``extras['floors'][metric]``: the trivial level its metric must beat."""
-    return {"value": float(value), "what": what, "higher_is_better": higher_is_better}
+def reference_path(baselines: Path, scale: str) -> Path:
+    return Path(baselines) / scale / "reference.json"
+
+
+def record_reference(results: Path, scale: str, baselines: Path) -> Path:
+    """Write the per-cell reference of ``results``' records at ``scale`` into ``baselines/SCALE/``."""
+    from ..errors import ConfigError
+    from ..report.frame import load
+
+    frame = load(results)
+    frame = frame[frame.scale == scale]
+    if frame.empty:
+        raise ConfigError(f"no {scale} records under {results}/runs")
+    out = reference_path(baselines, scale)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(reference(frame), indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def check(results: Path, scale: str, baselines: Path, run: bool = True, device: str = "cpu") -> int:
+    """The gate: run what the reference covers and ``results`` lacks (the same path as `dfabench run`),
+    print one line per problem, and return the exit code (1 on any problem)."""
+    from ..errors import ConfigError
+    from ..harness.config import run_config
+    from ..harness.store import iter_records
+    from ..harness.suite import run_suite
+
+    ref_path = reference_path(baselines, scale)
+    if not ref_path.exists():
+        raise ConfigError(f"no reference at {ref_path}; run `dfabench baseline record --scale {scale}`")
+    ref = json.loads(ref_path.read_text())
+    if run:
+        for cell, entry in sorted(ref.items()):
+            seeds = max(m["n"] for m in entry["methods"].values())
+            config = run_config({"selectors": [cell], "method": ",".join(sorted(entry["methods"])), "scale": scale,
+                                 "seeds": seeds, "results": str(results), "device": device})
+            print(f"check: {cell}", file=sys.stderr)
+            run_suite(config, results)
+    records = [r for r in iter_records(results) if r.get("scale") == scale]
+    problems = failures(records, ref)
+    for line in problems:
+        print(f"FAIL {line}")
+    print(f"check: {len(problems)} problem(s) against {ref_path}" if problems
+          else f"check: ok ({len(ref)} cells against {ref_path})")
+    return 1 if problems else 0

@@ -31,9 +31,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .harness.store import iter_records
-from .hparams import ConfigError
-from .tables import CELL, _method_key, paired_gaps, records_frame, summary
+from ..harness.store import iter_records
+from ..hparams import ConfigError
+from .frame import CELL, method_key, records_frame
+from .summaries import paired_gaps, summary
 
 MIN_CELLS = 6  # below this a rank correlation is not computed: too few cells to rank
 BOOTSTRAP = 2000
@@ -87,7 +88,7 @@ def architecture(domain: str, dataset: str, model: str, scale: str) -> dict[str,
     its data loaded as a run would on the CPU; {"error": why} where that cannot be done here."""
     import torch
 
-    from .harness.plan import plan
+    from ..harness.plan import plan
 
     try:
         run = plan([f"{domain}/{dataset}/{model}"], ["bp"], scale, [0])[0][0]
@@ -100,7 +101,7 @@ def architecture(domain: str, dataset: str, model: str, scale: str) -> dict[str,
 def active_points(points: dict[str, list[int]], method: str, options: dict | None) -> list[int]:
     """The widths of the points ``method`` (with the record's ``method_options``) acts on: those whose
     tag it selects (dfa: the default points; dfa-micro and the vision task's dfa: more)."""
-    from .methods import create
+    from ..methods import create
 
     try:
         tags = getattr(create(method, options).options, "tags", None)
@@ -157,7 +158,7 @@ def explain_frame(records: list[dict], describe: Any = architecture) -> pd.DataF
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["_m"] = out.method.map(_method_key)
+    out["_m"] = out.method.map(method_key)
     return out.sort_values(["scale", "domain", "dataset", "model", "_m"]).drop(columns="_m").reset_index(drop=True)
 
 
@@ -380,7 +381,7 @@ def render(frame: pd.DataFrame, results: Path, scale: str | None, figure_paths: 
     where = f"`{results}`" + (f", scale {scale}" if scale else "")
     lines = [f"# Why DFA works here and not there: the records of {where}", "",
              f"Built by `dfabench explain --results {results}" + (f" --scale {scale}" if scale else "") + "` from the "
-             "run records alone (dfabench/explain.py); the network's facts are read off each cell's built model "
+             "run records alone (dfabench/report/explain.py); the network's facts are read off each cell's built model "
              "(`Task.architecture`).", "",
              "**lost** = (BP − method) / (BP − shallow), oriented by the metric's direction: the share of what BP's "
              "hidden layers add over the shallow control (only the output layer trained) that the method loses; "
