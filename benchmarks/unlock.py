@@ -2,15 +2,16 @@
 stages as the machine has cores (one process and one core per stage), beside two models and a
 calibrated simulation.
 
-    python benchmarks/unlock.py [--device cpu|cuda] [--stages 1,2] [--micro-batches 1,4] [--steps 15]
+    python benchmarks/unlock.py [--device cpu|cuda] [--stages 1,2] [--micro-batches 1,4] [--steps 10] [--rounds 2]
         [--depth 8] [--width 1024] [--batch 256] [--ethernet 50e-6,1.25e9] [--nvlink 10e-6,300e9]
         [--gpu-step-ms 1.30] [--out results/bench/unlock-cpu-2core.txt]
 
 The model is a ``depth`` x ``width`` tanh MLP (784 -> 10, a FeedbackPoint after every hidden layer),
 cut into stages right after feedback points, balanced by parameters (``dfabench.distributed``). Both
 methods run the same GPipe schedule with m micro-batches (``dfabench/distributed/pipeline.py``); BP
-and DFA steps alternate step by step in the same processes, each step between two barriers, and the
-median over ``--steps`` steps is reported.
+and DFA steps alternate step by step in the same processes, each step between two barriers; the median
+over ``--steps`` steps is taken, ``--rounds`` times with the stage counts alternating, and the median of
+the rounds reported (each round's figures are printed too).
 
 1. Calibration (this process, one thread): every block's forward, BP backward (weight and input
    gradients), DFA backward (its share of ``e B`` and weight gradients only) and update, per
@@ -55,7 +56,6 @@ from dfabench.distributed.simulate import (
     Block,
     Link,
     bubble,
-    even_cuts,
     reviewers,
     step_times,
 )
@@ -92,35 +92,42 @@ def sync(device):
 
 
 # -- 1. calibration -------------------------------------------------------------------------------
-def timed(fn, setup, reps: int, device) -> float:
-    """Median seconds of ``fn(setup())`` over ``reps`` runs (setup not timed)."""
-    times = []
-    for _ in range(reps + 2):
-        state = setup()
-        sync(device)
-        t0 = time.perf_counter()
-        fn(state)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[2:])
+def once(fn, setup, device) -> float:
+    """Seconds of one ``fn(setup())`` (setup not timed)."""
+    state = setup()
+    sync(device)
+    t0 = time.perf_counter()
+    fn(state)
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def calibrate(depth, width, micro, device, reps=15) -> list[Block]:
-    """Each block's times on one micro-batch (a block: Linear, Tanh, FeedbackPoint; then the head)."""
+    """Each block's times on one micro-batch (a block: Linear, Tanh, FeedbackPoint; then the head): the
+    median of ``reps`` rounds, each round timing every block's forward, BP backward, DFA backward and
+    update once in turn, so that a change in the machine's load moves every figure alike."""
     torch.manual_seed(0)
     model = mlp(depth, width).to(device)
-    x, _ = micro
+    x, y = micro
     modules = list(model)
-    blocks, h = [], x
+    parts, h = [], x
     for i in range(depth + 1):
         block = nn.Sequential(*modules[3 * i: 3 * i + 3])
-        blocks.append(block_times(block, h.detach(), micro[1], i == 0, i == depth, width, device, reps))
+        parts.append(block_parts(block, h.detach(), y, i == 0, i == depth, width, device))
         with torch.no_grad():
             h = block(h)
-    return blocks
+    times = [[[] for _ in range(4)] for _ in parts]
+    for rep in range(reps + 2):
+        for measures, into in zip(parts, times):
+            for (fn, setup), kept in zip(measures[0], into):
+                took = once(fn, setup, device)
+                if rep >= 2:  # two warm-up rounds
+                    kept.append(took)
+    return [Block(*(statistics.median(t) for t in into), measures[1]) for measures, into in zip(parts, times)]
 
 
-def block_times(block, h_in, y, first: bool, head: bool, width: int, device, reps: int) -> Block:
+def block_parts(block, h_in, y, first: bool, head: bool, width: int, device):
+    """The four timed pieces of one block, as (fn, setup) pairs, and the bytes of its output."""
     g = torch.Generator().manual_seed(1)
     B = (torch.rand(CLASSES, width, generator=g) * 2 - 1).to(device) / width ** 0.5
     e = torch.randn(len(h_in), CLASSES, device=device) / len(h_in)
@@ -150,13 +157,11 @@ def block_times(block, h_in, y, first: bool, head: bool, width: int, device, rep
         for p in params:
             p.grad = torch.zeros_like(p)
 
-    f = timed(forward, lambda: fresh(not first), reps, device)
-    b_bp = timed(lambda s: torch.autograd.backward(s[0], s[1]), bp_setup, reps, device)
-    b_dfa = timed(dfa, lambda: forward(fresh(False)), reps, device)
-    u = timed(lambda _: opt.step(), update_setup, reps, device)
     with torch.no_grad():
         out = block(h_in)
-    return Block(f, b_bp, b_dfa, u, out.numel() * out.element_size())
+    return ([(forward, lambda: fresh(not first)), (lambda s: torch.autograd.backward(s[0], s[1]), bp_setup),
+             (dfa, lambda: forward(fresh(False))), (lambda _: opt.step(), update_setup)],
+            out.numel() * out.element_size())
 
 
 def link_figures(rank, device, nbytes: int, reps=30) -> tuple[float, float]:
@@ -253,12 +258,13 @@ def curve(say, label, hidden: Block, first: Block, head: Block, link: Link, erro
     def scaled(b: Block) -> Block:
         return Block(b.f * scale, b.b_bp * scale, b.b_dfa * scale, b.u * scale, b.out_bytes)
 
-    say(f"{label}: gain BP/DFA (simulated step times), one hidden block of this width per stage, "
+    say(f"{label}: gain BP/DFA (simulated step times), one hidden block of this width per stage (the first "
+        f"block rides with stage 1, the head with stage N), "
         f"link latency {link.latency * 1e6:.0f} us, bandwidth {link.bandwidth / 1e9:.2f} GB/s")
     say(f"  {'N':>3}  {'m=1':>6}  {'m=4':>6}  {'m=N':>6}  {'eager m=N':>9}  {'reviewers':>9}")
     for n in (1, 2, 4, 8, 16, 32, 64):
-        blocks = [scaled(first)] + [scaled(hidden)] * (n - 1) + [scaled(head)]
-        cuts = even_cuts(len(blocks) - 1, n)  # the head rides with the last stage
+        blocks = [scaled(first)] + [scaled(hidden)] * n + [scaled(head)]
+        cuts = list(range(2, n + 1))  # stage 0: the first block and one hidden; the last also the head
         row = []
         for m in (1, 4, n):
             t = step_times(blocks, cuts, m, link, error_bytes)
@@ -274,7 +280,9 @@ def main():
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parser.add_argument("--stages", type=counts, default=sorted({1, 2, cores}))
     parser.add_argument("--micro-batches", type=counts, default=[1, 4])
-    parser.add_argument("--steps", type=positive_int, default=15)
+    parser.add_argument("--steps", type=positive_int, default=10)
+    parser.add_argument("--rounds", type=positive_int, default=2,
+                        help="measure every stage count this many times, alternating; report the median")
     parser.add_argument("--depth", type=positive_int, default=8)
     parser.add_argument("--width", type=positive_int, default=1024)
     parser.add_argument("--batch", type=positive_int, default=256)
@@ -296,7 +304,7 @@ def main():
     load = load_average()
     say(f"torch {torch.__version__}, device {args.device}, {cores} cores ({platform.processor() or platform.machine()}), "
         f"load average {load} at start; {args.depth}x{args.width} tanh MLP, batch {args.batch}, one thread per "
-        f"stage, median of {args.steps} steps, BP and DFA alternating")
+        f"stage, median of {args.steps} steps, BP and DFA alternating, {args.rounds} rounds")
     torch.set_num_threads(1)
     shown = {}
     for m in args.micro_batches:
@@ -313,15 +321,23 @@ def main():
     config = {"device": "cuda" if args.device.startswith("cuda") else "cpu", "batch": args.batch, "depth": args.depth,
               "width": args.width, "steps": args.steps, "micro_batches": args.micro_batches, "act_bytes": act_bytes,
               "link": True}
-    measured, link = {}, None
-    for n in args.stages:
-        measured[n] = measure(n, config)
-        if "link" in measured[n] and link is None:
-            latency, bandwidth = measured[n]["link"]
-            link = Link(latency, bandwidth)
-            say(f"link ({'NCCL' if config['device'] == 'cuda' else 'gloo'}, measured by ping-pong): latency "
-                f"{latency * 1e6:.1f} us, bandwidth {bandwidth / 1e9:.2f} GB/s")
-    link = link or Link(0.0, 1e18)
+    runs = {n: [] for n in args.stages}
+    for _ in range(args.rounds):  # the stage counts alternate, so that drift in the load moves each alike
+        for n in args.stages:
+            runs[n].append(measure(n, config))
+    measured = {n: {"cuts": got[0]["cuts"], **{str(m): {k: statistics.median(r[str(m)][k] for r in got) for k in METHODS}
+                                               for m in args.micro_batches}} for n, got in runs.items()}
+    for n, got in runs.items():
+        say(f"{n} stage(s), step ms in each of {len(got)} rounds: " + "; ".join(
+            f"m={m} " + " ".join(f"{k} " + "/".join(f"{r[str(m)][k] * 1e3:.0f}" for r in got) for k in METHODS)
+            for m in args.micro_batches))
+    links = [r["link"] for got in runs.values() for r in got if "link" in r]
+    if links:
+        link = Link(statistics.median(v[0] for v in links), statistics.median(v[1] for v in links))
+        say(f"link ({'NCCL' if config['device'] == 'cuda' else 'gloo'}, ping-pong, median of {len(links)}): latency "
+            f"{link.latency * 1e6:.1f} us, bandwidth {link.bandwidth / 1e9:.2f} GB/s")
+    else:
+        link = Link(0.0, 1e18)
     say("")
     say(f"{'N':>2} {'m':>2}  {'BP':>7} {'DFA':>7} {'eager':>7}  {'gain':>5} {'eager':>5}  "
         f"{'sim BP':>7} {'err':>6} {'sim DFA':>7} {'err':>6} {'sim eag':>7} {'err':>6}  {'review':>6}  {'bubble':>6}")
