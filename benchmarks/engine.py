@@ -1,7 +1,8 @@
 """Time BP, DFA and the paper's TinyDFA training steps on the same models, in one process, and print the ratios.
 
     python benchmarks/engine.py [--device cpu|cuda] [--steps 50] [--repeat 1] [--threads 2] [--phases]
-        [--no-sweep] [--no-capture] [--streams] [--split] [--only PARTS] [--out results/bench/engine-cpu-2core.txt]
+        [--no-sweep] [--no-capture] [--streams] [--split] [--only PARTS] [--hand-only]
+        [--out results/bench/engine-cpu-2core.txt]
 
 For each model (a 4x1024 tanh MLP, the NeRF MLP, the suite's 4-block LM Transformer) and a
 width/batch sweep of the MLP (its compute-bound end shows what the arithmetic allows), one line per
@@ -637,6 +638,8 @@ def main():
     parser.add_argument("--split", action="store_true",
                         help="CPU: also DFA with its block backward passes split between two one-thread host threads")
     parser.add_argument("--only", help="comma-separated parts of model names to run (e.g. mlp-4x1024,nerf)")
+    parser.add_argument("--hand-only", action="store_true",
+                        help="only the engine's steps against the hand-written ones (the engine-overhead target)")
     parser.add_argument("--out", help="also write the output to this file (line by line, so a cut run keeps its part)")
     args = parser.checked(parser.parse_args())
     torch.set_num_threads(args.threads)
@@ -648,14 +651,15 @@ def main():
         f"steps per variant, alternating step by step" + (f", {args.repeat} times" if args.repeat > 1 else ""))
     started = time.perf_counter()
     only = [part.strip() for part in args.only.split(",")] if args.only else None
-    for name, build, x, loss_fn, batch_dims, dfas in cases(device, args.sweep):
+    for name, build, x, loss_fn, batch_dims, dfas in [] if args.hand_only else cases(device, args.sweep):
         if only and not any(part in name for part in only):
             continue
         bench(name, build, x, loss_fn, batch_dims, device, args.steps, args.capture, args.phases, say, dfas,
               args.streams, args.split, args.repeat)
-    projection_line(device, args.steps, say)
-    batched_weight_gradient_line(device, args.steps, say)
-    if not only or any(part in "mlp-4x1024-tanh" for part in only):
+    if not args.hand_only:
+        projection_line(device, args.steps, say)
+        batched_weight_gradient_line(device, args.steps, say)
+    if args.hand_only or not only or any(part in "mlp-4x1024-tanh" for part in only):
         hand_written_line(device, args.steps, say, args.repeat)
     say(f"total {time.perf_counter() - started:.0f} s, load average {load_average()} at the end")
     say.close()

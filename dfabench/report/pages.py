@@ -74,7 +74,7 @@ BENCH = {
                              "processes, the reviewers' model, the calibrated simulation and its curves "
                              "(docs/unlock.md)", "python benchmarks/unlock.py --out results/bench/unlock-cpu-2core.txt"),
     "engine-hand-2core.txt": ("The engine's steps against the hand-written ones on the 4x1024 MLP, ten runs",
-                              "python benchmarks/engine.py --only mlp-4x1024 --no-sweep --no-capture --repeat 10 "
+                              "python benchmarks/engine.py --hand-only --repeat 10 --steps 20 "
                               "--out results/bench/engine-hand-2core.txt"),
     "under-load-2core.txt": ("Runs beside a busy job: the old thread default against the new one",
                              "python benchmarks/under_load.py --out results/bench/under-load-2core.txt"),
