@@ -107,3 +107,25 @@ def _placement(events: list[tuple[str, Any]]) -> str:
                      default=-1)
     after = any(kind == "norm" for kind, _ in events[last_point + 1:]) if last_point >= 0 else False
     return where + ("+final" if after and where == "pre" else "")
+
+
+def at_run_time(model: nn.Module, forward: Callable[[], Any]) -> dict[str, Any]:
+    """``describe`` for the runner: the facts of the model a run trains, on its probe batch, recorded in
+    the record (``architecture``) so that `dfabench explain` never rebuilds a model. Every random
+    generator a forward may draw from is restored after it (a NeRF forward samples along its rays), so
+    a run's numbers are those it gives without this; a failure is recorded, never fatal."""
+    import random
+
+    import numpy as np
+
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            return describe(model, forward)
+    except Exception as err:  # noqa: BLE001 - the run goes on; explain lists the cell as left out
+        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+

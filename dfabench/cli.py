@@ -137,11 +137,30 @@ def cmd_table(args: argparse.Namespace) -> int:
     from .report.tables import table_text, write_all
 
     existing_results(Path(args.results))
+    if args.at:
+        return _table_at(args)
     if args.write:
         for path in write_all(Path(args.results), Path(args.baselines)):
             print(f"wrote {path}", file=sys.stderr)
         return 0
     sys.stdout.write(table_text(Path(args.results), args.format, args.scale, args.domain, args.cell, args.metric))
+    return 0
+
+
+def _table_at(args: argparse.Namespace) -> int:
+    """`dfabench table --at flops|seconds [--write]`: the equal-compute report (dfabench/report/compute.py)."""
+    from .report.compute import report, write_report
+    from .harness.store import iter_records
+    from .report.tables import select_records
+
+    if args.write:  # every table and figure under RESULTS/compute/
+        for path in write_report(Path(args.results)):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+    records = select_records(list(iter_records(Path(args.results))), args.scale, args.domain, args.cell)
+    if not any(r.get("budget") for r in records):
+        raise ConfigError(f"no budgeted record (dfabench run --budget) in {args.results}/runs matches")
+    sys.stdout.write(report(records, args.at))
     return 0
 
 
@@ -247,6 +266,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_records(args: argparse.Namespace) -> int:
+    from .guards.records_check import check
+
+    report = check(Path(args.folder), tuple(m for m in (args.need_methods or "").split(",") if m), args.domain)
+    for line in report.violations:
+        print(line)
+    print(report.summary())
+    return 1 if report.violations else 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     """`dfabench docs [--check]`: rebuild docs/results.md and docs/engine.md from the committed files."""
     from .report.pages import write_pages
@@ -289,8 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu (default) | cuda")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a hyper-parameter for every run, e.g. --set epochs=3 --set method_options.scale=0")
+    p.add_argument("--budget", help="stop each run when this is spent: flops=X, seconds=X (training seconds), or "
+                                    "bp (= flops=bp) / seconds=bp: what BP's full run of that cell and seed spent "
+                                    "(BP's runs go first); epochs extend as needed, schedules follow the budget")
     p.add_argument("--config", help="YAML file with any run option, by its name here: selectors, method, scale, "
-                                    "seeds, results, device, set, compile, executor, address, wandb")
+                                    "seeds, results, device, set, budget, compile, executor, address, wandb")
     p.add_argument("--compile", action="store_true",
                    help="capture each training step (a CUDA graph on cuda, torch.compile on a CPU); same as "
                         "--set capture=true, so these runs get their own ids")
@@ -325,7 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", help="only this domain")
     p.add_argument("--metric", help="a test metric instead of each task's table_metrics (ap, loss, ...), or "
                                     "'all': every metric the tasks declare")
-    p.add_argument("--write", action="store_true", help="write RESULTS/tables/<domain>.md and .tex instead of printing")
+    p.add_argument("--write", action="store_true", help="write RESULTS/tables/<domain>.md and .tex instead of printing "
+                                                        "(with --at: RESULTS/compute/, every table and figure)")
+    p.add_argument("--at", choices=["flops", "seconds"],
+                   help="budgeted runs (run --budget) at equal compute: each method's best validation value within "
+                        "BP's FLOPs or training seconds, paired by seed; time-to-target; performance profiles")
     p.add_argument("--baselines", default="baselines",
                    help="with --write: published numbers (paper.yaml, biotorch.yaml) shown under each domain's table")
     p.set_defaults(func=cmd_table)
@@ -391,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda")
     p.add_argument("--no-run", action="store_true", help="only rewrite the README from existing records")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("records", help="check that the run records under FOLDER keep the record contract "
+                                       "(exit 1 on a violation)")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("folder", metavar="FOLDER")
+    p.add_argument("--need-methods", help="comma-separated methods every cell must hold an ok run of")
+    p.add_argument("--domain", help="only this domain's records")
+    p.set_defaults(func=cmd_records)
 
     p = sub.add_parser("docs", help="rebuild the generated pages docs/results.md (from the records) and docs/engine.md "
                                     "(from the benchmark outputs)")

@@ -7,9 +7,11 @@ BP paired by seed with the 95% t-interval (``dfabench.report.summaries``), in th
 and AP in points, PSNR in dB, the rest as they are: ``dfabench.report.glance``), its failed runs, the
 published number for the same model where one is known, and whether `dfabench verify` re-ran it.
 
-The *summary* has one row per method and one column per domain and primary metric: the mean over the
-cells where the method and BP share seeds of its paired gap to BP, in that metric's units (negative is
-below BP; the column's arrow says which way is better), with the number of cells and of seeds per cell.
+The *summary* has one row per method and one column per domain (and scale): the share of BP's advantage
+over the shallow control that the method keeps, the median over the domain's benchmark cells with its
+95% two-level bootstrap interval (``dfabench.report.domain_summary``: scale-free, so that cells of different
+scales are never averaged as raw gaps). Cells whose control is no control are left out and named in the
+entry's title. Findings cells (the pre-LN models) have their own column, never averaged in.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from typing import Iterable
 import pandas as pd
 
 from dfabench.report.frame import GROUP, method_key, records_frame, table_frame, variant_label
-from dfabench.report.glance import ENTRY, UNITS, format_gap
+from dfabench.report.glance import ENTRY, UNITS
 from dfabench.report.glance import entries as unit_entries
+from dfabench.report.domain_summary import kept_text
 from dfabench.harness.identity import overrides_label
 from dfabench.harness.store import iter_records
 from dfabench.report.reproduce import DATASET_NAMES, TABLES, published_cell
@@ -70,7 +73,7 @@ def build_board(folders: Iterable[Path], baselines: Path | None = None) -> Board
     records = load_records(folders)
     verification = load_verification(folders)
     entries = entries_frame(records, verification, _published_by_source(baselines))
-    return Board(folders, records, entries, summary_frame(entries), verification)
+    return Board(folders, records, entries, summary_frame(entries, records), verification)
 
 
 def _published_by_source(baselines: Path | None) -> dict[str, dict]:
@@ -161,26 +164,35 @@ def _paper_numbers(entries: pd.DataFrame, published: dict[str, dict]) -> list[tu
     return out
 
 
-def summary_frame(entries: pd.DataFrame) -> pd.DataFrame:
-    """One row per (scale, domain, primary metric, method): the mean paired gap to BP over the cells
-    where it has one (BP: 0 over the cells it ran), cells, seeds per cell (min, max), verified entries."""
-    columns = ["scale", "domain", "metric", "label", "higher_is_better", "method", "gap", "cells", "seeds_min",
-               "seeds_max", "verified", "disputed", "entries", "digits"]
+def summary_frame(entries: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+    """One row per (scale, domain, group, metric, method): the kept share (``dfabench.report.domain_summary``: median
+    over the group's cells, 95% interval) and the cells left out; BP is 1 and the shallow control 0 by
+    definition; verified and disputed entries of the group's primary-metric entries."""
+    from dfabench.report.domain_summary import domain_summary, group_of
+
+    columns = ["scale", "domain", "group", "metric", "label", "higher_is_better", "method", "kept", "low", "high",
+               "cells", "seeds_min", "seeds_max", "left_out", "verified", "disputed", "entries"]
+    prim = entries[entries.primary.astype(bool)].copy()
+    if prim.empty:
+        return pd.DataFrame(columns=columns)
+    prim["group"] = [group_of(d, m) for d, m in zip(prim.domain, prim.model)]
+    kept = domain_summary(records).set_index(["scale", "domain", "group", "metric", "method"])
     rows = []
-    prim = entries[entries.primary.astype(bool)]
-    for (scale, domain, metric, method), g in prim.groupby(["scale", "domain", "metric", "method"], sort=True):
-        if method == "bp":
-            counted, seeds, gap = g[g.n > 0], g[g.n > 0].n, 0.0
-        else:
-            counted = g[g.pairs > 0]
-            seeds, gap = counted.pairs, float(counted.gap.mean()) if len(counted) else math.nan
-        rows.append({"scale": scale, "domain": domain, "metric": metric, "label": g.label.iloc[0],
-                     "higher_is_better": bool(g.higher_is_better.iloc[0]), "method": method, "gap": gap,
-                     "cells": len(counted), "seeds_min": int(seeds.min()) if len(seeds) else 0,
-                     "seeds_max": int(seeds.max()) if len(seeds) else 0,
-                     "verified": int((g.verified == "verified").sum()),
-                     "disputed": int((g.verified == "disputed").sum()),
-                     "entries": len(g), "digits": int(g.digits.max())})
+    for (scale, domain, group, metric, method), g in prim.groupby(["scale", "domain", "group", "metric", "method"],
+                                                                   sort=True):
+        row = {"scale": scale, "domain": domain, "group": group, "metric": g.metric.iloc[0], "label": g.label.iloc[0],
+               "higher_is_better": bool(g.higher_is_better.iloc[0]), "method": method,
+               "kept": math.nan, "low": math.nan, "high": math.nan, "cells": 0, "seeds_min": 0, "seeds_max": 0,
+               "left_out": [], "verified": int((g.verified == "verified").sum()),
+               "disputed": int((g.verified == "disputed").sum()), "entries": len(g)}
+        if method in ("bp", "shallow"):
+            ran = g[g.n > 0]
+            row.update(kept=1.0 if method == "bp" else 0.0, cells=len(ran),
+                       seeds_min=int(ran.n.min()) if len(ran) else 0, seeds_max=int(ran.n.max()) if len(ran) else 0)
+        elif (scale, domain, group, metric, method) in kept.index:
+            k = kept.loc[(scale, domain, group, metric, method)]
+            row.update({c: k[c] for c in ("kept", "low", "high", "cells", "seeds_min", "seeds_max", "left_out")})
+        rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -193,28 +205,32 @@ def paper_table_name(domain: str) -> str:
 
 def summary_wide(board: Board) -> pd.DataFrame:
     """Rows = methods, columns = (domain column, field): what the index shows and W&B mirrors. The fields:
-    text and gap (the mean gap, shown and as a number), better ('better'/'worse'/''), cells, seeds,
+    text and gap (the kept share, shown and as a number: the field keeps its name for W&B), better
+    ('better'/'worse'/'': the interval excludes 1), cells, seeds,
     verified and disputed ('k/n' of its entries, or ''), title (what the entry means, in words)."""
     summ = board.summary
     if summ.empty:
         return pd.DataFrame()
     several_scales = summ.scale.nunique() > 1
     data: dict[tuple, dict] = {}
-    for r in summ.sort_values(["domain", "scale"], kind="stable").itertuples():
-        column = " · ".join(p for p in (r.domain, r.scale if several_scales else "", r.label) if p)
+    for r in summ.sort_values(["domain", "group", "scale", "metric"], kind="stable").itertuples():
+        name = r.domain + (" findings" if r.group == "findings" else "")
+        column = " · ".join(p for p in (name, r.scale if several_scales else "", r.label) if p)
         seeds = f"{r.seeds_min} seed" + "s" * (r.seeds_max != 1) if r.seeds_min == r.seeds_max else \
             f"{r.seeds_min}–{r.seeds_max} seeds"
-        if r.gap != r.gap:
-            text = "—"
-        elif r.method == "bp":
-            text = "0 (BP)"
+        if r.method in ("bp", "shallow"):
+            text = "1 (BP)" if r.method == "bp" else "0 (control)"
         else:
-            text = format_gap(r.gap, math.nan, r.digits)
-        better = "" if r.gap != r.gap or r.method == "bp" or r.gap == 0 else (
-            "better" if (r.gap > 0) == r.higher_is_better else "worse")
+            text = kept_text(r.kept, r.low, r.high)
+        # better / worse than BP where the interval excludes 1 (kept 1: as BP)
+        better = "" if r.method in ("bp", "shallow") or r.low != r.low else (
+            "better" if r.low > 1 else "worse" if r.high < 1 else "")
         cells = f"{r.cells} cell" + "s" * (r.cells != 1)
-        title = f"{r.method} − BP in {r.label}, mean over {cells}, {seeds} paired per cell"
-        values = {"text": text, "gap": r.gap, "better": better, "cells": cells, "seeds": seeds,
+        title = (f"{r.method}: share of BP's advantage over the shallow control kept, median over {cells} ({r.group}), "
+                 f"{seeds} per cell, 95% bootstrap interval over cells and seeds")
+        if r.left_out:
+            title += "; left out: " + "; ".join(r.left_out)
+        values = {"text": text, "gap": r.kept, "better": better, "cells": cells, "seeds": seeds,
                   "verified": f"{r.verified}/{r.entries}" if r.verified else "",
                   "disputed": f"{r.disputed}/{r.entries}" if r.disputed else "", "title": title}
         data.setdefault(r.method, {}).update({(column, k): v for k, v in values.items()})
@@ -230,7 +246,7 @@ def summary_columns(board: Board) -> list[dict]:
     frame = summary_wide(board)
     out = []
     for column in dict.fromkeys(c for c, _ in frame.columns):
-        domain = column.split(" · ")[0]
+        domain = column.split(" · ")[0]  # "lm findings": the findings cells' own column
         out.append({"key": column, "domain": domain, "paper_table": paper_table_name(domain)})
     return out
 

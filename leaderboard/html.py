@@ -22,6 +22,8 @@ from dfabench.report.published import load_published, published_rows
 
 from .board import Board, build_board, methods_of, summary_columns, summary_wide
 from .charts import curve_charts, gap_chart, images
+from .compute_page import PAGE as COMPUTE_PAGE
+from .compute_page import has_budgets, write_compute_page
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -77,7 +79,9 @@ def write_site(folders, out_dir: Path, baselines: Path | None = None) -> list[Pa
     env = _environment()
     build = build_facts(board)
     domains = [{"name": d, "page": page_name(d)} for d in board.domains()]
-    common = {"build": build, "domains": domains}
+    # budgeted records (run --budget) get a page of their own in the navigation (compute_page.py)
+    extra = [{"name": "equal compute", "page": COMPUTE_PAGE}] if has_budgets(board.records) else []
+    common = {"build": build, "domains": domains + extra}
     index = out_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         title="dfabench leaderboard", summary=summary_wide(board), columns=summary_columns(board),
@@ -93,7 +97,8 @@ def write_site(folders, out_dir: Path, baselines: Path | None = None) -> list[Pa
             images=images(folders, domain) if d["page"] == f"{domain}.html" else [],  # never a path from odd names
             curves=curve_charts(board.records, domain), **common))
         written.append(path)
-    return written
+    compute = write_compute_page(board.records, out_dir, env, common)
+    return written + ([compute] if compute else [])
 
 
 def _tables(board: Board, domain: str) -> list[dict]:

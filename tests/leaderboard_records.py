@@ -3,6 +3,7 @@ verification file, a published number), and the summary they should give, comput
 record files with pandas alone: not with the code under test."""
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -66,26 +67,59 @@ def records_table(results: Path) -> pd.DataFrame:
         if r["status"] != "ok":
             continue
         metric = r["primary_metric"]
+        floor = ((r.get("extras") or {}).get("floors") or {}).get(metric, {}).get("value")
         rows.append({"domain": r["domain"], "dataset": r["dataset"], "model": r["model"], "method": r["method"],
                      "seed": r["seed"], "metric": metric, "value": r["metrics"]["test"][metric],
+                     "floor": floor if isinstance(floor, (int, float)) else float("nan"),
                      "variant": json.dumps(r.get("overrides") or {}, sort_keys=True) + (r.get("data") or "")})
     return pd.DataFrame(rows)
 
 
+FINDINGS = {("lm", "gpt2-preln"), ("lm", "transformer-noln"), ("lm", "transformer-logits"), ("lm", "transformer-preln"),
+            ("lm", "transformer-preln-logits")}  # shown apart, as "<domain> findings"
+
+
+def _unbounded(bp_minus_shallow: pd.Series) -> bool:
+    """More than 2.5% of the n^n equally likely resamples of the seeds have a mean gap <= 0."""
+    values = bp_minus_shallow.to_numpy()
+    picks = itertools.product(range(len(values)), repeat=len(values))
+    bad = [values[list(p)].mean() <= 0 for p in picks]
+    return sum(bad) / len(bad) > 0.025
+
+
 def expected_summary(results: Path, units: dict[str, float] | None = None) -> dict[tuple[str, str, str], float]:
-    """(method, domain, metric) -> the mean over cells of the mean paired (same seed) difference to BP,
-    in the metric's units; BP itself 0."""
-    units = units or {"accuracy": 100.0, "auc": 100.0, "ap": 100.0}
+    """(method, domain, metric) -> the median over the domain's benchmark cells (findings cells under
+    "<domain> findings") of the share of BP's advantage over the shallow control the method keeps,
+    1 - mean(BP - method) / mean(BP - shallow) on the seeds all three share, oriented by the metric;
+    BP 1, shallow 0. A cell has none with fewer than 2 such seeds, where BP does not beat the control,
+    where the control's gap crosses zero over the resampled seeds, or where the control does not beat
+    the task's floor or (CTR) logistic regression by BP. (``units`` is unused: the share has none.)"""
     table = records_table(results)
     cell = ["domain", "dataset", "model", "variant", "metric"]
+    table = table[table.variant == "{}"]
     wide = table.pivot_table(index=cell + ["seed"], columns="method", values="value")
-    out = {}
-    for method in wide.columns:
-        diff = wide[method].sub(wide["bp"]).dropna()
-        if diff.empty:
-            continue
-        per_cell = diff.groupby(level=cell).mean()
-        per_domain = per_cell.groupby(level=["domain", "metric"]).mean()
-        for (domain, metric), gap in per_domain.items():
-            out[(method, domain, metric)] = gap * units.get(metric, 1.0)
-    return out
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for key, part in wide.groupby(level=cell):
+        domain, dataset, model, metric = key[0], key[1], key[2], key[4]
+        name = f"{domain} findings" if (domain, model) in FINDINGS else domain
+        sign = -1.0 if metric in ("perplexity", "loss") else 1.0
+        trivial = [v for v in (table[(table.domain == domain) & (table.dataset == dataset) & (table.model == model)
+                                     ].floor.dropna().mean(),) if v == v]
+        if domain == "ctr" and model != "lr":
+            lr = table[(table.domain == "ctr") & (table.dataset == dataset) & (table.model == "lr") & (table.method == "bp")]
+            trivial += [lr.value.mean()] if len(lr) else []
+        for method in part.columns:
+            if part[method].notna().sum() == 0:
+                continue
+            if method in ("bp", "shallow"):
+                out.setdefault((method, name, metric), []).append(1.0 if method == "bp" else 0.0)
+                continue
+            both = part[["bp", method, "shallow"]].dropna()
+            worth = sign * (both.bp - both.shallow)
+            shallow_mean = part.shallow.dropna().mean()
+            if any(sign * (shallow_mean - t) <= 0 for t in trivial):
+                continue
+            if len(both) < 2 or not worth.mean() > 0 or _unbounded(worth):
+                continue
+            out.setdefault((method, name, metric), []).append(1 - sign * (both.bp - both[method]).mean() / worth.mean())
+    return {key: float(pd.Series(values).median()) for key, values in out.items()}

@@ -140,8 +140,16 @@ class _StandInGraph:
 def test_the_cuda_graph_step_follows_the_eager_trajectory(monkeypatch, method_name, optimizer):
     """The warm-up steps before capture train; CudaGraphStep undoes them (parameters restored in place,
     optimiser moments and step counts zeroed), so the captured run's parameters after each step are the
-    eager run's, bit for bit; a batch of another shape (an epoch's short last batch) runs eagerly. The
-    graph API is stood in for (no GPU here): benchmarks/cuda_check.py checks the real graph on a GPU."""
+    eager run's, bit for bit; a batch of another shape (an epoch's short last batch) runs eagerly.
+
+    What this can and cannot catch. The graph API is stood in for (no GPU here): a "replay" re-runs the
+    eager step on the static batch, so this tests CudaGraphStep's bookkeeping only. It fails when the
+    new batch is not copied into the static one, when the warm-up's parameter updates or optimiser
+    moments are not undone, or when a batch of another shape is replayed (each broken on purpose: the
+    test fails). It cannot catch a fault of the capture itself (a tensor allocated outside the graph's
+    pool, a host-side branch or a Python-side value frozen at capture, the loss read from a stale
+    buffer): the stand-in's replay executes Python again and would hide all of them. Only a real
+    CUDA graph shows those: benchmarks/cuda_check.py runs the captured step on a GPU against eager."""
     from dfabench.harness.optim import build_optimizer
     from dfabench.task import TrainHParams
 

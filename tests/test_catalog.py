@@ -64,7 +64,8 @@ def test_probe_models_run_only_when_named():
     from dfabench.harness.plan import match_cells
 
     probes = {"mlp": {"mlp-depth4", "mlp-depth8", "mlp-depth16", "mlp-out1", "mlp-out2", "mlp-out10", "mlp-out100"},
-              "lm": {"transformer-noln"}}
+              "lm": {"transformer-noln", "transformer-logits", "transformer-preln", "transformer-preln-logits"},
+              "nerf": {"nerf-authors-feature"}}
     for domain, models in probes.items():
         assert specs()[domain].explicit_models == models
         assert not {c.split("/")[2] for c in match_cells([f"{domain}/*/*"])} & models  # the suites stay as they were

@@ -201,19 +201,26 @@ def test_a_synthetic_run_id_follows_its_generator_settings(monkeypatch):
     the same run; data without a generator (MovieLens) keeps the id its committed records hold."""
     from dfabench.task import get_task
 
-    before = _synthetic_id()
-    assert _synthetic_id() == before
+    before, others = _synthetic_id(), _synthetic_id("synthetic-interactions")
+    original = dict(logs.SYNTHETIC_LOGS["synthetic"])
     monkeypatch.setitem(logs.SYNTHETIC_LOGS, "synthetic", {**logs.SYNTHETIC_LOGS["synthetic"], "interaction_scale": 0.123})
     assert _synthetic_id() != before
-    assert _synthetic_id("synthetic-interactions") == _synthetic_id("synthetic-interactions")  # the others stay
-    monkeypatch.setitem(logs.SYNTHETIC_LOGS, "synthetic", dict(logs.SYNTHETIC_LOGS["synthetic"]))
+    assert _synthetic_id("synthetic-interactions") == others  # the other datasets keep their ids
+    monkeypatch.setitem(logs.SYNTHETIC_LOGS, "synthetic", original)
+    assert _synthetic_id() == before  # the knobs restored: the recorded run again
     task = get_task("ctr")
     assert task.generator_version("movielens") is None and task.generator_version("criteo") is None
-    # the same knobs spelled out as the generator's default give the same version
-    settings = logs.synthetic_settings("synthetic-interactions")
+    # the same knobs spelled out as the generator's default give the same version and run id; another value
+    # of that knob gives another version
+    version, default = task.generator_version("synthetic-interactions"), logs.synthetic_settings("synthetic-interactions")
     monkeypatch.setitem(logs.SYNTHETIC_LOGS, "synthetic-interactions",
-                        {**logs.SYNTHETIC_LOGS["synthetic-interactions"], "fm_scale": settings["fm_scale"]})
-    assert logs.synthetic_settings("synthetic-interactions") == settings
+                        {**logs.SYNTHETIC_LOGS["synthetic-interactions"], "fm_scale": default["fm_scale"]})
+    assert task.generator_version("synthetic-interactions") == version
+    assert _synthetic_id("synthetic-interactions") == others
+    monkeypatch.setitem(logs.SYNTHETIC_LOGS, "synthetic-interactions",
+                        {**logs.SYNTHETIC_LOGS["synthetic-interactions"], "fm_scale": default["fm_scale"] + 0.5})
+    assert task.generator_version("synthetic-interactions") != version
+    assert _synthetic_id("synthetic-interactions") != others
 
 
 def test_a_synthetic_record_says_which_generator_made_its_logs(tmp_path):

@@ -27,7 +27,6 @@ from tiny_nets import batch, double_precision, tiny_mlp  # noqa: F401  (fixtures
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "my_method"
 EXAMPLE_FILE = EXAMPLE / "my_method.py"
-CHECK_RECORDS = Path("/work/shared/tools/check_records.py")
 
 
 def example_key(path: Path = EXAMPLE_FILE) -> str:
@@ -72,9 +71,9 @@ def test_a_file_method_runs_beside_bp_and_dfa_from_a_folder_outside_the_reposito
     # it trained differently from BP and from DFA (same seed, data and model; only the method differs)
     losses = {m: [h["train_loss"] for h in r["history"]] for m, r in by_method.items()}
     assert losses[key] != losses["bp"] and losses[key] != losses["dfa"]
-    checked = subprocess.run([sys.executable, str(CHECK_RECORDS), str(tmp_path / "res")], capture_output=True,
-                             text=True)
+    checked = dfabench("records", "check", "res", "--need-methods", f"bp,dfa,{key}", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout
+    assert "mlp/digits/mlp[" in checked.stdout and f"{key}=" in checked.stdout
 
     listed = dfabench("list", "--method", spec, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr

@@ -145,3 +145,29 @@ def test_top1_error_is_recorded_in_percent_and_shown_as_such(tmp_path, capsys):
     assert main(["table", "--results", str(tmp_path), "--metric", "top1_error"]) == 0
     (row,) = parse_blocks(capsys.readouterr().out)["vision"]
     assert row["top1_error % ↓"] == "14.1 ± 0.1"  # not 1410: the records hold it in % already
+
+
+def test_the_summary_lines_are_the_kept_shares_the_record_files_give(capsys):
+    """Each block's summary: per method the median over cells of the share of BP's advantage over the
+    shallow control kept (computed in tests/leaderboard_records.py from the JSON files alone), the
+    findings cells on their own line; within the rounding of the two digits shown."""
+    import re
+
+    from leaderboard_records import expected_summary
+
+    assert main(["table", "--results", str(SMALL)]) == 0
+    expected = expected_summary(SMALL)
+    seen = 0
+    domain = None
+    for line in capsys.readouterr().out.splitlines():
+        if " · " in line and not line.startswith("|"):
+            domain = line.split(" · ")[0]
+        found = re.match(r"(Summary|Findings cells, apart) \((\w+)\): .*?: (.*)$", line)
+        if not found:
+            continue
+        name = domain + (" findings" if found.group(1) != "Summary" else "")
+        for method, value in re.findall(r"([\w-]+) (-?[0-9.]+) \[", found.group(3)):
+            assert abs(float(value) - expected[(method, name, found.group(2))]) <= 0.005 + 1e-9, (name, method)
+            seen += 1
+    assert seen == len([k for k in expected if k[0] not in ("bp", "shallow")])  # every method's share, once
+    assert ("dfa", "lm findings", "perplexity") in expected and ("dfa", "lm", "perplexity") in expected

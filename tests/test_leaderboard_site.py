@@ -100,7 +100,7 @@ def test_html_site_in_headless_chromium(tmp_path: Path):
         page.goto((site / "index.html").as_uri())
         page.screenshot(path=str(screens / "index.png"), full_page=True)
 
-        # the summary: one row per method, one column per domain; each entry the mean paired gap to BP
+        # the summary: one row per method, one column per domain; each entry the median kept share
         headers = page.eval_on_selector_all("#summary thead th", "ths => ths.map(th => th.dataset.column || '')")
         methods = _column_values(page, "#summary", 0)
         assert sorted(methods) == ["bp", "dfa", "shallow"]
@@ -111,10 +111,10 @@ def test_html_site_in_headless_chromium(tmp_path: Path):
             for method, value in zip(methods, values):
                 assert float(value) == pytest.approx(expected[(method, domain, metric)], abs=1e-9), (method, key)
         texts = dict(zip(methods, _column_values(page, "#summary", headers.index("mlp · accuracy % ↑"))))
-        assert texts["dfa"].startswith(f"{mlp_gaps['dfa']:+.1f}".replace("-", "−"))
+        assert texts["dfa"].startswith(f"{mlp_gaps['dfa']:.2f} [")  # the kept share and its interval
         assert "2 cells · 2–3 seeds" in texts["shallow"]  # shallow's digits seed 2 diverged: 2 pairs there
         lm = dict(zip(methods, _column_values(page, "#summary", headers.index("lm · perplexity ↓"), "className")))
-        assert "worse" in lm["dfa"]  # a higher perplexity than BP's is worse: red
+        assert "worse" in lm["dfa"]  # its kept share's interval lies below 1: red
         facts = page.inner_text("dl.facts")
         assert "1 of 9 entries verified" in facts and "1 disputed" in facts and str(results) in facts
         assert f"{len(VERIFIED)} runs re-run on 2026-12-01" in facts

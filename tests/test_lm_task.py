@@ -111,6 +111,7 @@ def _collapse_run(kind, method_name, steps=100):
     torch.manual_seed(0)
     vocab, context, rows = 64, 16, 256
     model = (PaperTransformer(vocab, context, 2, 32, 2, 64, 0.0) if kind == "transformer"
+             else PaperTransformer(vocab, context, 2, 32, 2, 64, 0.0, norm="pre") if kind == "transformer-preln"
              else PreLNGPT2(vocab, context, 2, 32, 2, 64, 0.0))
     generator = torch.Generator().manual_seed(0)
     follow_rule, zipf = torch.randperm(vocab, generator=generator), torch.arange(1, vocab + 1.0).pow(-1.2)
@@ -121,7 +122,7 @@ def _collapse_run(kind, method_name, steps=100):
         ids[:, t] = torch.where(follow, follow_rule[ids[:, t - 1]],
                                 torch.multinomial(zipf, rows, replacement=True, generator=generator))
     x, y = ids[:, :-1], ids[:, 1:]
-    before = stream_statistics(model, x)
+    before = stream_statistics(model, x, at="residual")
     method = create(method_name, {})
     method.prepare(model, lambda: model(x[:16]), 0)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-9)
@@ -136,14 +137,15 @@ def _collapse_run(kind, method_name, steps=100):
     unigram = float(-(counts / counts.sum()).log()[y.flatten()].mean())
     with torch.no_grad():
         loss = float(torch.nn.functional.cross_entropy(model.eval()(x).flatten(0, 1), y.flatten()))
-    return before, stream_statistics(model, x), loss, unigram
+    return before, stream_statistics(model, x, at="residual"), loss, unigram
 
 
 def test_dfa_collapses_the_pre_ln_stream_and_not_the_post_ln_one():
     """The pre-LN finding: DFA feeds the raw residual stream below GPT-2's final LayerNorm; a component
     shared by every token grows until it dwarfs the spread between tokens, ln_f hands the head an
-    almost constant vector, and the loss sits on the unigram floor. Under the same settings the post-LN
-    model's stream stays normalised and its tokens stay apart."""
+    almost constant vector, and the loss sits on the unigram floor. Both models' streams are read at the
+    same place, the last residual sum before any normalisation (post-LN's before its norm2), so the
+    post-LN bound below is one a pre-LN stream fails, not one a LayerNorm's output meets by construction."""
     before, after, loss, unigram = _collapse_run("gpt2-preln", "dfa")
     assert after["stream_norm"] > 100 * before["stream_norm"]
     assert after["shared_to_spread"] > 50 > 50 * before["shared_to_spread"]
@@ -152,7 +154,34 @@ def test_dfa_collapses_the_pre_ln_stream_and_not_the_post_ln_one():
     assert bp_after["shared_to_spread"] < 3 and bp_loss < unigram - 0.2  # BP: no collapse, it learns
     post_before, post_after, _, _ = _collapse_run("transformer", "dfa")
     assert post_after["shared_to_spread"] < 5
-    assert post_after["stream_norm"] < 2 * post_before["stream_norm"]
+    growth = post_after["stream_norm"] / post_before["stream_norm"]
+    assert growth < 3 < 100 < after["stream_norm"] / before["stream_norm"]  # a bound the pre-LN stream fails
+    # the paper's own network with pre-LN blocks and a final norm: its stream grows as GPT-2's does
+    pre_before, pre_after, _, _ = _collapse_run("transformer-preln", "dfa")
+    assert pre_after["stream_norm"] / pre_before["stream_norm"] > 5 > growth + 2  # seen: 10.9
+
+
+def test_bp_does_not_read_the_error_site():
+    """The norm-site probe runs BP once per placement: with the error at the logits or at the decoder's
+    input, BP's training is the same computation, so the same parameters after a few steps, bit for bit."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 50, (4, 8))
+    trained = []
+    for norm in ("post", "pre"):
+        for error_at in ("decoder_input", "logits"):
+            torch.manual_seed(0)
+            model = PaperTransformer(50, 8, 2, 16, 2, 32, 0.1, error_at=error_at, norm=norm)
+            method = create("bp", {})
+            method.prepare(model, lambda: model(x), 0)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+            for _ in range(3):
+                optimizer.zero_grad()
+                method.backward(model(x), lambda o: torch.nn.functional.cross_entropy(o.flatten(0, 1), x.flatten()))
+                optimizer.step()
+            trained.append([p.detach().clone() for p in model.parameters()])
+    for a, b in ((0, 1), (2, 3)):
+        assert all(torch.equal(p, q) for p, q in zip(trained[a], trained[b]))
+    assert not all(torch.equal(p, q) for p, q in zip(trained[0], trained[2]))  # the placements do differ
 
 
 # --- data, tokeniser, metric, harness --------------------------------------------------------------

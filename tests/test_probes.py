@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -104,3 +105,78 @@ def test_shallow_lands_on_chance_at_16_layers_because_the_fixed_random_features_
                                                                      / "results" / "probes" / "depth")
                  if r["model"] == "mlp-depth16" and r["method"] == "shallow"]
     assert len(shallow16) == 3 and all(abs(a - 0.1) < 0.01 for a in shallow16)
+
+
+def _lm_record(model, method, seed, loss, norm):
+    return valid_record(f"{model}{method}{seed}", domain="lm", dataset="kjv", model=model, method=method, scale="small",
+                        seed=seed, primary_metric="perplexity", higher_is_better=False,
+                        metrics={"val": {"perplexity": 2.0 ** loss}, "test": {"perplexity": 2.0 ** loss, "loss": loss}},
+                        extras={"residual_norm_end": norm, "residual_shared_to_spread_end": norm / 100})
+
+
+def test_norm_site_claims_are_welch_intervals_worded_from_them(tmp_path):
+    """The four arms' claims: arm a − arm b of each quantity, scipy's Welch interval, "supported" only
+    where it excludes 0; a logits arm's BP is its decoder-input arm's (relabelled, not run twice)."""
+    from scipy import stats
+
+    from dfabench.report.probes import effects, probe_runs
+
+    probe = PROBES["norm-site"]
+    norms = {"transformer": [15.0, 16.0, 17.0], "transformer-logits": [14.0, 18.0, 16.0],
+             "transformer-preln": [9e3, 1.1e4, 1.3e4], "transformer-preln-logits": [10.0, 30.0, 20.0]}
+    for model, values in norms.items():
+        for seed, norm in enumerate(values):
+            write_record(tmp_path, _lm_record(model, "dfa", seed, 5.0 + seed / 10 + (model == "transformer-preln"), norm))
+            if "logits" not in model:
+                write_record(tmp_path, _lm_record(model, "bp", seed, 4.8 + seed / 20, 12.0))
+    records = probe_records(probe, tmp_path)
+    assert sum(r["model"] == "transformer-logits" and r["method"] == "bp" for r in records) == 3
+    found = {(e["quantity"], e["contrast"]): e for e in effects(probe, records)}
+    norm = found[("DFA's residual norm at the end (log10)", "pre-LN − post-LN, error at the decoder input")]
+    a, b = np.log10(norms["transformer-preln"]), np.log10(norms["transformer"])
+    interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert norm["diff"] == pytest.approx(a.mean() - b.mean()) and norm["low"] == pytest.approx(interval.low)
+    assert norm["reading"].startswith("supported: higher")
+    site = found[("DFA's residual norm at the end (log10)", "logits − decoder input, post-LN")]
+    assert site["low"] < 0 < site["high"] and site["reading"].startswith("not supported")
+    gap = found[("DFA − BP test loss (nats, paired by seed)", "pre-LN − post-LN, error at the decoder input")]
+    assert gap["diff"] == pytest.approx(1.0) and gap["n"] == "3 vs 3"  # the loss gaps paired by seed, then compared
+    readme = write_readme(probe, tmp_path).read_text()
+    assert "| DFA's residual norm at the end (log10) | pre-LN − post-LN, error at the decoder input | 3 vs 3 |" in readme
+    runs, _ = probe_runs(probe, check_data=False)
+    assert {(r.cell, r.method) for r in runs if r.method == "bp"} == {
+        ("lm/kjv/transformer", "bp"), ("lm/kjv/transformer-preln", "bp")}
+    assert {r.hparams.error_at for r in runs if r.cell.endswith("-logits")} == {"logits"}
+    assert {(r.hparams.epochs, r.hparams.batch_size, r.hparams.alignment_every) for r in runs} == {(2, 16, 1)}
+
+
+def test_the_committed_norm_site_probe_says_what_its_intervals_support(monkeypatch):
+    """results/probes/norm-site: the README's finding holds on the committed records. Each bound is one
+    that the other factor's arms fail: the placement moves DFA's stream norm by more than 10x and its loss
+    gap by more than 0.3 nats at both error sites; the error site moves the loss gap in neither placement."""
+    from pathlib import Path
+
+    from dfabench.report.probes import Quantity, effects, quantity_values, render_readme
+
+    probe = PROBES["norm-site"]
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the README names its folder relative to the checkout
+    folder = Path("results/probes/norm-site")
+    records = probe_records(probe, folder)
+    assert len({r["id"] for r in records}) == 18 and all(r["status"] == "ok" for r in records)
+    found = {(e["quantity"].split(" (")[0], e["contrast"]): e for e in effects(probe, records)}
+    norm, gap = "DFA's residual norm at the end", "DFA − BP test loss"
+    for site in ("error at the decoder input", "error at the logits"):
+        assert found[(norm, f"pre-LN − post-LN, {site}")]["low"] > 1  # more than 10x, interval and all
+        assert found[(gap, f"pre-LN − post-LN, {site}")]["low"] > 0.3
+    for placement in ("post-LN", "pre-LN"):
+        site = found[(gap, f"logits − decoder input, {placement}")]
+        assert site["low"] < 0 < site["high"]  # no evidence the error site matters
+    floor = 365.0  # the unigram floor of kjv's test split (every record's extras.floors)
+    for cell in probe.levels:
+        values = quantity_values(records, cell, Quantity("perplexity", "dfa", "perplexity"))
+        mean = sum(values) / len(values)
+        assert (mean > 0.9 * floor) if "preln" in cell else (mean < 0.6 * floor), cell
+    readme = (folder / "README.md").read_text()
+    assert "The placement of the LayerNorm causes the collapse; the error site does not." in readme
+    assert readme == render_readme(probe, probe_table(probe, records), folder, records)  # rebuilt from the records

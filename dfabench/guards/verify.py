@@ -107,7 +107,7 @@ def planned_from(record: dict):
         spec, origin = found.spec, found.origin
     run = PlannedRun(record["domain"], record["dataset"], record["model"], record["method"], record["scale"],
                      record["seed"], hp, dict(record.get("overrides") or {}), record.get("data"),
-                     method_spec=spec, method_origin=origin)
+                     method_spec=spec, method_origin=origin, budget=record.get("budget"))  # --budget runs too
     if run.id != record["id"]:
         raise ConfigError(f"its recorded configuration gives the id {run.id}, not its own")
     return run

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from ..errors import ConfigError
 
 MAX_SEEDS = 1000  # a stated limit: --seeds 100000000000 is a typo, not a plan
-RUN_OPTIONS = ("selectors", "method", "scale", "seeds", "results", "device", "set", "compile", "executor",
+RUN_OPTIONS = ("selectors", "method", "scale", "seeds", "results", "device", "set", "budget", "compile", "executor",
                "address", "wandb")
 
 
@@ -29,6 +29,7 @@ def _model():
         results: str = "results"
         device: str = "cpu"
         set: dict[str, Any] = Field(default_factory=dict)
+        budget: str | None = None  # --budget: flops=X, seconds=X, bp (harness/compute.py)
         compile: bool = False  # capture each step: the same as set: {capture: true}
         executor: Literal["local", "ray"] = "local"
         address: str | None = None  # a Ray cluster's; needs executor: ray
@@ -104,6 +105,10 @@ def run_config(options: dict[str, Any], config_file: str | None = None):
         raise ConfigError(f"no method given in --method {config.method!r}: e.g. --method bp,dfa")
     if config.address and config.executor != "ray":
         raise ConfigError("--address needs --executor ray")
+    if config.budget is not None:  # a bad budget is refused before anything runs
+        from .compute import parse_budget
+
+        parse_budget(config.budget)
     check_device(config.device, will_run=False)
     return config
 

@@ -10,6 +10,7 @@
   hyper-parameters (``Task.generator_version``: a short hash of those settings, None by default). It
   enters the hash only where a task gives one, so that changed settings make new runs while every
   other dataset keeps the id it always had.
+* A compute budget (``--budget``) enters the hash as its kind and value, only when a run has one.
 * ``overrides`` is what the user's ``--set`` changed, value by value, against the task's own rules:
   tables keep such runs in their own row (the id already tells them apart).
 * ``scrub`` takes absolute paths out of the strings of a record (error messages, tracebacks, the
@@ -33,14 +34,22 @@ _GENERATED = re.compile(r"^(\..*|processed|__pycache__|.*\.dfabench-.*)$")
 
 
 def run_id(domain: str, dataset: str, model: str, method: str, scale: str, hparams: dict[str, Any], seed: int,
-           generator: str | None = None) -> str:
+           generator: str | None = None, budget: dict[str, Any] | None = None) -> str:
     """Content hash of what defines a run: the same inputs always give the same id."""
     fields = {"domain": domain, "dataset": dataset, "model": model, "method": method, "scale": scale,
               "hparams": hparams, "seed": seed}
     if generator is not None:  # only then: the ids of data without a generator version stay as they were
         fields["generator"] = generator
+    if budget is not None:  # likewise: an unbudgeted run keeps the id it always had
+        fields["budget"] = budget
     key = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def budget_key(budget: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of a budget enters the run id: its kind and value (how it was found, e.g. from BP's record,
+    does not: ``--budget flops=X`` with BP's X is the same run as ``--budget bp``)."""
+    return None if budget is None else {"kind": budget["kind"], "value": budget["value"]}
 
 
 def locations(task, hparams: dict[str, Any]) -> dict[str, str]:

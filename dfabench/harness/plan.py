@@ -31,6 +31,9 @@ class PlannedRun:
     # where its code came from (recorded). None for built-in methods.
     method_spec: str | None = field(default=None, repr=False)
     method_origin: dict[str, Any] | None = field(default=None, repr=False)
+    # A compute budget (harness/compute.py): {"kind": "flops"|"seconds", "value": X, "label": "flops=bp",
+    # "reference": BP's run id when resolved from BP's record}. None: the task's epochs.
+    budget: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.data is None:
@@ -50,7 +53,7 @@ class PlannedRun:
     def id(self) -> str:
         hparams = identity.id_hparams(self.task, self.hparams.model_dump(mode="json"), self.data)
         return run_id(self.domain, self.dataset, self.model, self.method, self.scale, hparams, self.seed,
-                      self.task.generator_version(self.dataset))
+                      self.task.generator_version(self.dataset), identity.budget_key(self.budget))
 
     def recorded_hparams(self) -> dict[str, Any]:
         return identity.recorded_hparams(self.task, self.hparams.model_dump(mode="json"), self.data)

@@ -22,10 +22,12 @@ import numpy as np
 import torch
 
 from .. import alignment, startup
+from ..architecture import at_run_time
 from ..methods import create
 from ..task import Task, get_task
 from . import identity
 from .capture import training_step
+from .compute import BudgetClock, Meter, budget_lr_factor
 from .optim import Schedule, build_optimizer
 from .plan import PlannedRun
 from .provenance import peak_memory_mb, provenance
@@ -89,7 +91,7 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
     wall_start = time.perf_counter()
     state: dict[str, Any] = {"history": [], "alignment": None, "train_s": 0.0, "eval_s": 0.0, "steps": 0,
                              "best_val": {}, "test": {}, "fingerprint": "unknown", "n_params": None,
-                             "extras": {}, "items": 0}
+                             "extras": {}, "items": 0, "meter": None}
     status, error = "ok", None
     try:
         _train(task, run, torch_device, results, state, progress, on_eval)
@@ -124,7 +126,11 @@ def run_one(run: PlannedRun, results: Path, device: str = "cpu", progress=None,
         "peak_mem_mb": peak_mb, "peak_mem_kind": peak_kind,
         "n_params": state["n_params"],
         "alignment": state["alignment"],
+        "architecture": state.get("architecture"),
         "extras": state["extras"],
+        # FLOPs by phase per batch shape and in total (compute.py); the curve has them per epoch
+        "compute": state["meter"].summary() if state["meter"] is not None else None,
+        "budget": run.budget,
         "started_at": started.isoformat(timespec="seconds"),
         "provenance": provenance(torch_device, state["fingerprint"]),
     }
@@ -149,44 +155,62 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
     state["start_extras"] = task.extras_at_start(model, data, hp)
     method = create(run.method, hp.method_options, spec=run.method_spec)
     probe = next(iter(task.train_batches(data, hp, torch.Generator().manual_seed(run.seed))))
+    state["architecture"] = at_run_time(model, lambda: task.forward(model, probe))  # for `explain`
     method.prepare(model, lambda: task.forward(model, probe), run.seed)
     optimizer = build_optimizer(model.parameters(), hp, capturable=hp.capture and device.type == "cuda")
     schedule = Schedule(optimizer, hp)
-    train_step = training_step(model, method, optimizer, task.forward,
-                               lambda out, batch: task.loss(out, batch, model, hp), hp.grad_clip, device, hp.capture)
+
+    def loss_fn(out, batch):
+        return task.loss(out, batch, model, hp)
+
+    train_step = training_step(model, method, optimizer, task.forward, loss_fn, hp.grad_clip, device, hp.capture)
+    meter = state["meter"] = Meter(train_step, model, method, optimizer, task.forward, loss_fn, hp.grad_clip)
+    clock = BudgetClock(run.budget)
     higher = task.higher_is_better_for(run.model)
     primary = task.primary_for(run.model)
     best_value, best_weights, evals_since_best = None, None, 0
     deadline = time.perf_counter() + hp.time_limit_s if hp.time_limit_s else None
-    bar = progress(total=hp.epochs, desc=run.label(), leave=False, unit="epoch") if progress else nullcontext()
+    # a budgeted run has as many epochs as its budget buys: the bar cannot know how many
+    bar = progress(total=None if clock.active else hp.epochs, desc=run.label(), leave=False,
+                   unit="epoch") if progress else nullcontext()
     startup.resume()  # the command's imports are done: the collector is back on before the first step
 
     with bar:
-        for epoch in range(1, hp.epochs + 1):
+        epoch = 0
+        while clock.active or epoch < hp.epochs:
+            epoch += 1
             model.train()
             t0 = time.perf_counter()
             losses = LossWindow(epoch)
+            spent = False
             for step, batch in enumerate(task.train_batches(data, hp, generator)):
                 if hp.steps_per_epoch is not None and step >= hp.steps_per_epoch:
                     break
-                losses.add(step, train_step(batch))
+                losses.add(step, meter(batch))
                 schedule.after_step()
                 state["steps"] += 1
                 state["items"] += task.batch_items(batch) or 0
                 if losses.full():
                     losses.check(state)
+                # FLOPs: stop before a step that would overspend; seconds: once spent
+                if clock.active and clock.spent(meter.flops + meter.last, state["train_s"] + time.perf_counter() - t0):
+                    spent = True  # the budget ends the run, mid-epoch too: evaluate and stop
+                    break
             losses.check(state)
             total, count = losses.total, losses.count
             state["train_s"] += time.perf_counter() - t0
-            schedule.after_epoch()
+            last = spent or (not clock.active and epoch == hp.epochs)
+            _after_epoch(schedule, optimizer, hp, clock, meter.flops, state["train_s"])
             entry: dict[str, Any] = {"epoch": epoch, "step": state["steps"], "train_loss": total / max(count, 1),
-                                     "lr": float(optimizer.param_groups[0]["lr"])}
+                                     "lr": float(optimizer.param_groups[0]["lr"]),
+                                     # the compute curve: what was spent up to this point
+                                     "flops": meter.flops, "train_s": state["train_s"], "items": state["items"]}
             if hp.alignment_every and epoch % hp.alignment_every == 0:
                 report = alignment.measure(model, method, lambda: task.forward(model, probe),
                                            lambda out: task.loss(out, probe, model, hp))
                 entry["alignment"] = report
                 state["alignment"] = {"epoch": epoch, **report}
-            if epoch % hp.eval_every == 0 or epoch == hp.epochs:
+            if epoch % hp.eval_every == 0 or last:
                 t1 = time.perf_counter()
                 val = _evaluate(task, model, data, "val", hp)
                 state["eval_s"] += time.perf_counter() - t1
@@ -211,7 +235,22 @@ def _train(task: Task, run: PlannedRun, device: torch.device, results: Path, sta
             if deadline is not None and time.perf_counter() > deadline:
                 _finish(task, model, data, hp, best_weights, results, run, state)
                 raise TimeoutError(f"time limit of {hp.time_limit_s}s reached after epoch {epoch}")
+            if last:
+                break
     _finish(task, model, data, hp, best_weights, results, run, state)
+
+
+def _after_epoch(schedule: Schedule, optimizer, hp, clock: BudgetClock, flops: float, train_s: float) -> None:
+    """The epoch's schedule step; under a budget an epoch-sized schedule follows the budget's fraction."""
+    factor = budget_lr_factor(hp, clock.fraction(flops, train_s)) if clock.active else None
+    if factor is None:
+        schedule.after_epoch()
+        return
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):  # a capturable optimiser's lr lives on the device
+            group["lr"].fill_(hp.lr * factor)
+        else:
+            group["lr"] = hp.lr * factor
 
 
 def _evaluate(task: Task, model, data, split: str, hp) -> dict[str, float]:

@@ -32,6 +32,11 @@ def run_suite(config, results: Path) -> list[dict]:
     from .executor import pending, run_local
 
     runs, notes = plan_config(config)
+    references: list[dict] = []
+    if config.budget is not None:  # BP's reference runs first under a bp budget
+        from .compute import parse_budget
+
+        runs, notes, references = budgeted(runs, notes, parse_budget(config.budget), config, results)
     check_device(config.device, will_run=True)
     if any(run.hparams.capture for run in runs):
         from .capture import preflight
@@ -46,7 +51,7 @@ def run_suite(config, results: Path) -> list[dict]:
         from .ray_executor import run_ray
 
         startup.resume()  # the workers train; this process waits for hours
-        return run_ray(runs, results, config.device, address=config.address)
+        return references + run_ray(runs, results, config.device, address=config.address)
     from ..leaderboard.wandb_logging import record_logger, wandb_requested
 
     on_record = None
@@ -55,5 +60,33 @@ def run_suite(config, results: Path) -> list[dict]:
             on_record = record_logger(results)
         except RuntimeError as err:
             raise ConfigError(str(err)) from err
-    return run_local(runs, results, config.device, on_record=on_record)
+    return references + run_local(runs, results, config.device, on_record=on_record)
 
+
+def budgeted(runs: list, notes: list[str], budget, config, results) -> tuple[list, list[str], list[dict]]:
+    """``--budget`` on a planned configuration. Under a ``bp`` budget BP's unbudgeted runs of the same
+    cells, seeds and overrides run first (those not recorded yet; here, one after another), and their
+    records set each run's budget. Returns the budgeted runs, the notes, and BP's reference records
+    (BP's arm of the comparison)."""
+    from .compute import plan_budget, reference_value
+    from .config import check_device
+    from .executor import pending, run_local
+    from .plan import plan
+    from .store import read_valid, record_path
+
+    references: dict[tuple[str, int], dict] = {}
+    if budget.value is None:
+        refs, _ = plan(config.selectors, ["bp"], config.scale, list(range(config.seeds)), overrides=config.set)
+        for ref in refs:  # before anything trains: an old BP record cannot say what it spent
+            path = record_path(results, ref.id)
+            record = read_valid(path) if path.exists() else None
+            if record is not None and record["status"] == "ok":
+                reference_value(record, budget.kind)
+        todo = pending(refs, results)
+        if todo:
+            check_device(config.device, will_run=True)
+            print(f"--budget {budget.label}: {len(todo)} BP reference run(s) first", file=sys.stderr)
+            run_local(todo, results, config.device)
+        references = {(ref.cell, ref.seed): read_valid(record_path(results, ref.id)) for ref in refs}
+    planned, more = plan_budget(runs, budget, references)
+    return planned, notes + more, [r for r in references.values() if r is not None]

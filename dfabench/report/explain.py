@@ -22,7 +22,7 @@ evidence is thin.
 """
 from __future__ import annotations
 
-import functools
+import json
 import math
 import sys
 from pathlib import Path
@@ -81,21 +81,45 @@ def dead_units(records: Iterable[dict]) -> dict[tuple, float]:
     return {key: float(np.mean(v)) for key, v in found.items()}
 
 
-# -- what the network is, from the task's declarations ----------------------------------------------
-@functools.lru_cache(maxsize=None)
-def architecture(domain: str, dataset: str, model: str, scale: str) -> dict[str, Any]:
-    """``Task.architecture`` of the cell with the hyper-parameters its runs at ``scale`` get (BP's),
-    its data loaded as a run would on the CPU; {"error": why} where that cannot be done here."""
-    import torch
+# -- what the network is, from the records (or the committed side file) ------------------------------
+FACTS_FILE = "architecture.json"  # the facts of cells whose records predate run-time facts
 
-    from ..harness.plan import plan
 
-    try:
-        run = plan([f"{domain}/{dataset}/{model}"], ["bp"], scale, [0])[0][0]
-        data = run.task.load_data(dataset, run.hparams, 0, scale, torch.device("cpu"))
-        return run.task.architecture(model, run.hparams, data)
-    except Exception as err:  # noqa: BLE001 - a cell that cannot be built here is reported, not fatal
-        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+def facts_file(results: Path) -> Path | None:
+    """The nearest ``architecture.json`` at or above ``results`` (results/architecture.json for every
+    folder under results/), written by ``python -m dfabench.report.architecture_facts``."""
+    for folder in (Path(results).resolve(), *Path(results).resolve().parents):
+        if (folder / FACTS_FILE).is_file():
+            return folder / FACTS_FILE
+    return None
+
+
+def cell_key(domain: str, dataset: str, model: str, scale: str) -> str:
+    return f"{scale}/{domain}/{dataset}/{model}"
+
+
+def recorded_facts(records: Iterable[dict], side: dict[str, dict] | None = None, side_name: str = FACTS_FILE):
+    """``describe(domain, dataset, model, scale)`` from the records alone: the ``architecture`` a run
+    recorded (any ok run of the cell without overrides; all of a cell's runs build the same network),
+    else the side file's entry for the cell, else {"error": why}. No model is built and no task's
+    library imported, so the answer is the same wherever the records are read."""
+    found: dict[str, dict] = {}
+    for r in records:
+        facts = r.get("architecture")
+        if r.get("status") == "ok" and isinstance(facts, dict) and "error" not in facts and not r.get("overrides"):
+            found.setdefault(cell_key(r["domain"], r["dataset"], r["model"], r["scale"]), facts)
+    side = side or {}
+
+    def describe(domain: str, dataset: str, model: str, scale: str) -> dict[str, Any]:
+        key = cell_key(domain, dataset, model, scale)
+        if key in found:
+            return found[key]
+        if key in side and "error" not in side[key]:
+            return side[key]
+        if key in side:
+            return {"error": f"{side_name} holds no facts for it ({side[key]['error']})"}
+        return {"error": f"its records predate run-time architecture facts and {side_name} has no entry for it"}
+    return describe
 
 
 def active_points(points: dict[str, list[int]], method: str, options: dict | None) -> list[int]:
@@ -111,10 +135,13 @@ def active_points(points: dict[str, list[int]], method: str, options: dict | Non
 
 
 # -- the per-cell frame ------------------------------------------------------------------------------
-def explain_frame(records: list[dict], describe: Any = architecture) -> pd.DataFrame:
+def explain_frame(records: list[dict], describe: Any = None) -> pd.DataFrame:
     """One row per cell and non-BP method with paired BP gaps (the task's own settings and data only:
     rows with overrides or user data are left out). ``describe(domain, dataset, model, scale)`` gives
-    the network's facts (``architecture`` by default; tests pass their own)."""
+    the network's facts (``recorded_facts(records)`` by default; tests pass their own)."""
+    from .shares import control_problem, lost_share, trivial_reference
+
+    describe = describe or recorded_facts(records)
     frame = records_frame(records)
     frame = frame[(frame.overrides == "") & (frame.data == "")]
     if frame.empty:
@@ -124,19 +151,24 @@ def explain_frame(records: list[dict], describe: Any = architecture) -> pd.DataF
     alignment, dead = end_alignment(records), dead_units(records)
     options = {(r["domain"], r["dataset"], r["model"], r["method"]): (r.get("hparams") or {}).get("method_options")
                for r in records if r.get("status") == "ok"}
+    ok = frame[frame.status == "ok"]
     rows = []
     for _, g in gaps.iterrows():
         cell = tuple(g[c] for c in CELL)
         if g.pairs == 0 or g.method == "shallow":  # the control's own gap is a column of every row
             continue
-        higher = bool(frame[(frame[CELL] == pd.Series(dict(zip(CELL, cell)))).all(axis=1)].higher_is_better.iloc[0])
-        sign = 1.0 if higher else -1.0
+        here = ok[(ok[CELL] == pd.Series(dict(zip(CELL, cell)))).all(axis=1) & (ok.metric == g.metric)]
+        higher = bool(here.higher_is_better.iloc[0])
         shallow = gaps[(gaps[CELL] == pd.Series(dict(zip(CELL, cell)))).all(axis=1) & (gaps.method == "shallow")]
         shallow_gap = float(shallow.gap.iloc[0]) if len(shallow) else math.nan
         shallow_ci = float(shallow.ci95.iloc[0]) if len(shallow) else math.nan
-        # lost: the share of what BP's hidden layers add over the shallow control that the method loses
-        worth = -sign * shallow_gap
-        lost = -sign * g.gap / worth if worth > 0 else math.nan
+        by_seed = {m: here[here.method == m].set_index("seed")["value"] for m in ("bp", g.method, "shallow")}
+        # lost: the share of what BP's hidden layers add over the shallow control that the method loses,
+        # its interval a bootstrap over seeds resampling both gaps; none where the control is no control
+        share = lost_share(by_seed["bp"], by_seed[g.method], by_seed["shallow"], higher)
+        problem = control_problem(means.get(cell + ("shallow",), math.nan), trivial_reference(frame, *cell), higher)
+        if problem:
+            share = {**share, "lost": math.nan, "low": None, "high": None}
         key = (cell[1], cell[2], cell[3], g.method)
         facts = describe(cell[1], cell[2], cell[3], cell[0])
         mine = alignment.get(key, {})
@@ -145,8 +177,8 @@ def explain_frame(records: list[dict], describe: Any = architecture) -> pd.DataF
             **dict(zip(CELL, cell)), "method": g.method, "metric": g.metric, "higher_is_better": higher,
             "bp": means.get(cell + ("bp",), math.nan), "value": means.get(cell + (g.method,), math.nan),
             "gap": g.gap, "ci95": g.ci95, "pairs": int(g.pairs),
-            "shallow_gap": shallow_gap, "shallow_ci95": shallow_ci,
-            "lost": lost, "lost_ci95": g.ci95 / worth if worth > 0 else math.nan,
+            "shallow_gap": shallow_gap, "shallow_ci95": shallow_ci, "control_problem": problem,
+            "lost": share["lost"], "lost_low": share["low"], "lost_high": share["high"], "lost_seeds": share["n"],
             "grad_cos": mine.get("grad_cos"), "signal_cos": mine.get("signal_cos"),
             "point_alignment": mine.get("points") or {},
             "dead_units": dead.get(key), "bp_dead_units": dead.get(key[:3] + ("bp",)),
@@ -210,7 +242,7 @@ def relations(frame: pd.DataFrame, method: str = "dfa") -> list[dict[str, Any]]:
     for domain, part in mine.groupby("domain"):
         found.append({"y": f"{method} lost share", "x": "mean grad_cos at the end", "over": f"{domain} cells",
                       **spearman(pd.to_numeric(part.grad_cos, errors="coerce").tolist(), part.lost.tolist())})
-    for domain, part in mine.groupby("domain"):
+    for domain, part in mine[mine.control_problem == ""].groupby("domain"):  # a control that is one
         sign = np.where(part.higher_is_better, 1.0, -1.0)
         found.append({"y": f"{method} − BP (oriented)", "x": "shallow − BP (oriented)", "over": f"{domain} cells",
                       **spearman((sign * part.shallow_gap).tolist(), (sign * part.gap).tolist())})
@@ -230,13 +262,17 @@ def figures(frame: pd.DataFrame, out_dir: Path, method: str = "dfa") -> list[Pat
     colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(domains)}
 
     def scatter(ax, xs, part, ys, errs):
+        """errs: half-widths (n,) or (low, high) distances (2, n); NaN draws no bar."""
         for domain in domains:
             keep = (part.domain == domain).to_numpy() & np.isfinite(xs) & np.isfinite(ys)
             if keep.any():
-                ax.errorbar(xs[keep], ys[keep], yerr=np.nan_to_num(errs[keep]), fmt="o", capsize=2,
+                ax.errorbar(xs[keep], ys[keep], yerr=np.nan_to_num(errs[..., keep]), fmt="o", capsize=2,
                             color=colours[domain], label=domain, alpha=0.8)
 
-    lost, lost_ci = mine.lost.to_numpy(float), mine.lost_ci95.to_numpy(float)
+    lost = mine.lost.to_numpy(float)
+    low = pd.to_numeric(mine.lost_low, errors="coerce").to_numpy(float)
+    high = pd.to_numeric(mine.lost_high, errors="coerce").to_numpy(float)
+    lost_ci = np.vstack([lost - low, high - lost])
     for factor, name, xlabel, log in (("grad_cos", "gap_vs_alignment", "mean grad_cos at the end of training", False),
                                       ("output_dim", "gap_vs_output_dim", "output dimension (rank of the feedback)",
                                        True)):
@@ -248,7 +284,7 @@ def figures(frame: pd.DataFrame, out_dir: Path, method: str = "dfa") -> list[Pat
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{method}: share of the hidden layers' worth lost")
-        ax.set_title(f"{method} vs BP per cell (0: as BP, 1: as shallow; ± 95% CI)", fontsize=9)
+        ax.set_title(f"{method} vs BP per cell (0: as BP, 1: as shallow; 95% bootstrap interval)", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"{name}.png"
@@ -293,6 +329,34 @@ def _points_text(points: dict[str, list[int]]) -> str:
     return "; ".join(f"{tag}: {'-'.join(map(str, widths))}" for tag, widths in sorted(points.items())) or "—"
 
 
+def _lost_text(r) -> str:
+    if r.control_problem:
+        return f"— ({r.control_problem})"
+    if r.lost != r.lost:
+        return "—"
+    interval = (f"[{r.lost_low:+.2f}, {r.lost_high:+.2f}]" if r.lost_low is not None and r.lost_low == r.lost_low
+                else "[unbounded]")
+    return f"{r.lost:.2f} {interval}"
+
+
+def left_out(frame: pd.DataFrame, method: str) -> list[str]:
+    """Every cell of ``method`` that some relation cannot use, and why: no architecture facts (the
+    output-dimension and depth relations), a shallow control that is no control (every ``lost``
+    relation), no alignment recorded (the alignment relations)."""
+    mine = frame[frame.method == method]
+    lines = []
+    for _, r in mine.iterrows():
+        cell = f"{r.scale}/{r.domain}/{r.dataset}/{r.model}"
+        if r.architecture_error:
+            lines.append(f"{cell}: left out of the output-dimension and depth relations: {r.architecture_error}")
+        if r.control_problem:
+            lines.append(f"{cell}: left out of every relation with the shallow control: {r.control_problem}")
+        elif r.lost != r.lost:
+            lines.append(f"{cell}: left out of every lost-share relation: no shallow control, or BP does not "
+                         "beat it")
+    return lines
+
+
 def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in frame.iterrows():
@@ -301,10 +365,11 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
             "metric": f"{r.metric} {'↑' if r.higher_is_better else '↓'}",
             "gap to BP (95% CI)": f"{_num(r.gap)} ± {_num(r.ci95).lstrip('+')} (n={r.pairs})",
             "shallow − BP": f"{_num(r.shallow_gap)} ± {_num(r.shallow_ci95).lstrip('+')}",
-            "lost": _num(r.lost, 2), "grad_cos": _num(r.grad_cos, 2), "signal_cos": _num(r.signal_cos, 2),
+            "lost [95% CI]": _lost_text(r), "grad_cos": _num(r.grad_cos, 2), "signal_cos": _num(r.signal_cos, 2),
             "out dim": _count(r.output_dim), "depth": _count(r.depth), "widths driven": r.widths or "—",
             "points (tag: widths)": _points_text(r.points),
-            "norm (placement)": f"{r.norm} ({r.placement})" if r.norm else f"unknown ({r.architecture_error})",
+            "norm (placement)": f"{r.norm} ({r.placement})" if isinstance(r.norm, str) and r.norm
+            else f"unknown: {r.architecture_error}",
             "dead units (bp)": "—" if r.dead_units is None or r.dead_units != r.dead_units
             else f"{r.dead_units:.2f} ({_num(r.bp_dead_units, 2)})",
         })
@@ -349,11 +414,8 @@ def thin_evidence(frame: pd.DataFrame, rels: list[dict[str, Any]], method: str) 
         lines.append(f"{len(unaligned)} {method} cells recorded no alignment (alignment_every 0 or not measured): "
                      + ", ".join(sorted({f"{r.domain}/{r.dataset}/{r.model}" for _, r in unaligned.iterrows()}))
                      + "; they are absent from every alignment relation.")
-    no_lost = mine[mine.lost.isna()]
-    if len(no_lost):
-        lines.append(f"{len(no_lost)} {method} cells have no `lost` share (no shallow control, or the shallow "
-                     "control is not worse than BP there): " + ", ".join(
-                         f"{r.domain}/{r.dataset}/{r.model}" for _, r in no_lost.iterrows()) + ".")
+    for line in left_out(frame, method):
+        lines.append(line + ".")
     counts = mine.domain.value_counts()
     if len(counts) and counts.iloc[0] > len(mine) / 2:
         lines.append(f"{counts.index[0]} supplies {counts.iloc[0]} of the {len(mine)} cells: pooled correlations "
@@ -381,11 +443,16 @@ def render(frame: pd.DataFrame, results: Path, scale: str | None, figure_paths: 
     where = f"`{results}`" + (f", scale {scale}" if scale else "")
     lines = [f"# Why DFA works here and not there: the records of {where}", "",
              f"Built by `dfabench explain --results {results}" + (f" --scale {scale}" if scale else "") + "` from the "
-             "run records alone (dfabench/report/explain.py); the network's facts are read off each cell's built model "
-             "(`Task.architecture`).", "",
+             "run records alone (dfabench/report/explain.py): the network's facts are those each run recorded "
+             f"(`architecture`), or for records older than that the committed `{FACTS_FILE}` "
+             "(`python -m dfabench.report.architecture_facts`); no model is rebuilt. A cell without them is listed below, "
+             "never dropped in silence.", "",
              "**lost** = (BP − method) / (BP − shallow), oriented by the metric's direction: the share of what BP's "
              "hidden layers add over the shallow control (only the output layer trained) that the method loses; "
-             "0 = as BP, 1 = as shallow, above 1 = worse than shallow. Its interval is the gap's, scaled. "
+             "0 = as BP, 1 = as shallow, above 1 = worse than shallow. Its interval: a 95% percentile bootstrap over "
+             "seeds resampling a seed's BP, method and shallow runs together (both gaps' noise). A shallow control "
+             "that does not beat the cell's trivial model (the task's floor; logistic regression for CTR) is no "
+             "control: that cell has no lost share. "
              "**placement**: post = every default feedback point receives a normalisation's output; pre = norms "
              "only inside the blocks (the points see un-normalised tensors); +final = a norm also runs after the "
              "last point, before the error. **out dim**: the features of one example where the error e is taken, "
@@ -407,7 +474,7 @@ def render(frame: pd.DataFrame, results: Path, scale: str | None, figure_paths: 
     return "\n".join(lines) + "\n"
 
 
-def explain(results: Path, scale: str | None = None, out: Path | None = None, describe: Any = architecture,
+def explain(results: Path, scale: str | None = None, out: Path | None = None, describe: Any = None,
             method: str = "dfa") -> list[Path]:
     """The command: the report and figures of the records under ``results`` (of one ``scale``, or all),
     into ``out`` (default RESULTS/explain)."""
@@ -415,6 +482,10 @@ def explain(results: Path, scale: str | None = None, out: Path | None = None, de
     if not results.is_dir():
         raise ConfigError(f"--results {results}: no such folder")
     records = [r for r in iter_records(results) if scale in (None, r.get("scale"))]
+    if describe is None:
+        side = facts_file(results)
+        describe = recorded_facts(records, json.loads(side.read_text()) if side else {},
+                                  str(side) if side else FACTS_FILE)
     frame = explain_frame(records, describe)
     if frame.empty:
         raise ConfigError(f"no paired BP records under {results}/runs" + (f" at scale {scale}" if scale else ""))
@@ -425,6 +496,8 @@ def explain(results: Path, scale: str | None = None, out: Path | None = None, de
     report.write_text(render(frame, results, scale, paths, out, method))
     csv = out / "cells.csv"
     frame.drop(columns=["point_alignment"]).to_csv(csv, index=False)
+    for line in left_out(frame, method):
+        print(f"left out: {line}", file=sys.stderr)
     for path in (report, csv, *paths):
         print(f"wrote {path}", file=sys.stderr)
     return [report, csv, *paths]

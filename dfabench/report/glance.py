@@ -166,8 +166,36 @@ def _add_metric(row: dict, metric_entries: pd.DataFrame, method: str) -> None:
 
 
 def render_glance(frame: pd.DataFrame, records: list[dict]) -> str:
-    parts = [f"{title}\n\n{table.to_markdown(index=False)}\n" for title, table in blocks(frame, records)]
+    from .domain_summary import domain_summary
+
+    kept = domain_summary(records)
+    parts = []
+    for title, table in blocks(frame, records):
+        domain, scale = title.split(" · ")[:2]
+        lines = summary_lines(kept[(kept.scale == scale) & (kept.domain == domain)])
+        parts.append(f"{title}\n\n{table.to_markdown(index=False)}\n" + "".join(f"\n{line}\n" for line in lines))
     return "\n".join(parts) if parts else "no run records\n"
+
+
+def summary_lines(kept: pd.DataFrame) -> list[str]:
+    """The block's summary (``dfabench.report.domain_summary``): per group and metric of two cells or more,
+    each method's share of BP's advantage over the shallow control kept, the median over cells with its
+    95% interval; the findings cells on their own line, never averaged in; the cells left out, named."""
+    from .domain_summary import kept_text
+
+    lines = []
+    for (group, metric), part in kept.groupby(["group", "metric"], sort=False):
+        if max(r.cells + len(r.left_out) for r in part.itertuples()) < 2:
+            continue  # one cell: nothing to summarise over (the quickstart's block stays the cell's rows)
+        shown = [f"{r.method} {kept_text(r.kept, r.low, r.high)} ({r.cells} cell{'s' * (r.cells != 1)})"
+                 for r in part.sort_values("method", key=lambda m: m.map(method_key)).itertuples()]
+        lines.append(f"{'Findings cells, apart' if group == 'findings' else 'Summary'} ({metric}): share of BP's "
+                     "advantage over the shallow control kept, median over cells [95% CI]: " + "; ".join(shown))
+        left = sorted({cell.split(":")[0] for cells in part.left_out for cell in cells})
+        if left:
+            lines.append(f"Left out of it (no valid control, one seed, or an unbounded interval; `dfabench explain` "
+                         f"says which): {', '.join(left)}")
+    return lines
 
 
 def entries(frame: pd.DataFrame) -> pd.DataFrame:

@@ -78,6 +78,8 @@ BENCH = {
                               "--out results/bench/engine-hand-2core.txt"),
     "under-load-2core.txt": ("Runs beside a busy job: the old thread default against the new one",
                              "python benchmarks/under_load.py --out results/bench/under-load-2core.txt"),
+    "report-identity.txt": ("The reporting refactor against the code before it: every output compared",
+                            "python benchmarks/report_outputs.py OUT at both commits, then diff -r"),
 }
 
 

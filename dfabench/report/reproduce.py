@@ -244,6 +244,10 @@ def write_outputs(domains: list[str], scale: str, results: Path, baselines: Path
             written.append(path)
         if figures:
             written += domain_figures(domain, mine, table.methods, table.label, out / "figures")
+    if figures and any(r.get("budget") for r in records):  # budgeted runs (--budget): the equal-compute report
+        from .compute import write_report
+
+        written += write_report(results, out / "compute")
     return written
 
 

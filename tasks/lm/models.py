@@ -29,26 +29,41 @@ from dfabench.engine.points import FeedbackOutput, FeedbackPoint
 
 
 class PostLNBlock(nn.Module):
-    """One encoder layer of the paper's model with a causal mask, and its three feedback points."""
+    """One encoder layer of the paper's model with a causal mask, and its three feedback points.
 
-    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, layer_norm: bool = True):
+    ``norm="post"`` (the paper's): ``norm1(x + attn(x))`` then ``norm2(x + ff(x))``. ``norm="pre"``
+    (the normalisation probe's other placement): ``x + attn(norm1(x))`` then ``x + ff(norm2(x))``, the
+    model adding one final LayerNorm before the decoder. ``norm="none"``: the norms are identities.
+    ``residual_tap`` (an identity) sees the second residual sum before any normalisation in every
+    placement: where ``stream_statistics(..., at="residual")`` reads the stream.
+    """
+
+    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, norm: str = "post"):
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
         self.linear1, self.linear2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
-        # without layer_norm (model transformer-noln) the same block with the norms as identities:
+        # norm "none" (model transformer-noln) is the same block with the norms as identities:
         # the normalisation-placement probe's "no LN" arm, every point where it was
-        norm = (lambda: nn.LayerNorm(d_model)) if layer_norm else nn.Identity
-        self.norm1, self.norm2 = norm(), norm()
+        make = (lambda: nn.LayerNorm(d_model)) if norm != "none" else nn.Identity
+        self.pre = norm == "pre"
+        self.norm1, self.norm2 = make(), make()
         self.drop_attn, self.drop_hidden, self.drop_ff = (nn.Dropout(dropout) for _ in range(3))
         self.after_norm1 = FeedbackPoint(tag="micro")
         self.after_hidden = FeedbackPoint(tag="micro")
         self.after_norm2 = FeedbackPoint()  # the macro point: one per block
+        self.residual_tap = nn.Identity()
+
+    def _attend(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, attn_mask=mask, need_weights=False, is_causal=True)[0]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        attended, _ = self.attn(x, x, x, attn_mask=mask, need_weights=False, is_causal=True)
-        x = self.after_norm1(self.norm1(x + self.drop_attn(attended)))
+        if self.pre:  # the micro points sit where the post-LN block has them: after each sub-layer's sum
+            x = self.after_norm1(x + self.drop_attn(self._attend(self.norm1(x), mask)))
+            hidden = self.after_hidden(self.drop_hidden(F.relu(self.linear1(self.norm2(x)))))
+            return self.after_norm2(self.residual_tap(x + self.drop_ff(self.linear2(hidden))))
+        x = self.after_norm1(self.norm1(x + self.drop_attn(self._attend(x, mask))))
         hidden = self.after_hidden(self.drop_hidden(F.relu(self.linear1(x))))
-        return self.after_norm2(self.norm2(x + self.drop_ff(self.linear2(hidden))))
+        return self.after_norm2(self.norm2(self.residual_tap(x + self.drop_ff(self.linear2(hidden)))))
 
 
 def sinusoidal_positions(context: int, d_model: int) -> torch.Tensor:
@@ -62,18 +77,24 @@ def sinusoidal_positions(context: int, d_model: int) -> torch.Tensor:
 
 class PaperTransformer(nn.Module):
     def __init__(self, vocab_size: int, context: int, layers: int, d_model: int, heads: int, d_ff: int,
-                 dropout: float, error_at: str = "decoder_input", layer_norm: bool = True):
+                 dropout: float, error_at: str = "decoder_input", layer_norm: bool = True, norm: str | None = None):
         super().__init__()
         if error_at not in ("decoder_input", "logits"):
             raise ValueError(f"error_at must be 'decoder_input' or 'logits', not {error_at!r}")
-        self.error_at = error_at
+        norm = norm or ("post" if layer_norm else "none")
+        if norm not in ("post", "pre", "none"):
+            raise ValueError(f"norm must be 'post', 'pre' or 'none', not {norm!r}")
+        self.error_at, self.norm = error_at, norm
         self.d_model = d_model
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.register_buffer("positions", sinusoidal_positions(context, d_model), persistent=False)
         self.register_buffer("causal_mask", torch.triu(torch.ones(context, context, dtype=torch.bool), 1),
                              persistent=False)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(PostLNBlock(d_model, heads, d_ff, dropout, layer_norm) for _ in range(layers))
+        self.blocks = nn.ModuleList(PostLNBlock(d_model, heads, d_ff, dropout, norm) for _ in range(layers))
+        # pre-LN normalises each sub-layer's input, so the stream reaches the decoder raw unless a final
+        # norm takes it (as GPT-2's ln_f); post-LN's last norm2 already did
+        self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
         self.decoder = nn.Linear(d_model, vocab_size)
         self.output_marker = FeedbackOutput(batch_dims=2)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
@@ -84,12 +105,17 @@ class PaperTransformer(nn.Module):
         """The module whose input is the last block's output (what ``stream_statistics`` reads)."""
         return self.decoder
 
+    def residual_module(self) -> nn.Module:
+        """The identity whose input is the last block's residual sum before any normalisation."""
+        return self.blocks[-1].residual_tap
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         length = input_ids.shape[1]
         x = self.drop(self.embedding(input_ids) * math.sqrt(self.d_model) + self.positions[:length])
         mask = self.causal_mask[:length, :length]
         for block in self.blocks:
             x = block(x, mask)
+        x = self.final_norm(x)
         if self.error_at == "decoder_input":
             return self.decoder(self.output_marker(x))
         return self.output_marker(self.decoder(x))
@@ -127,13 +153,17 @@ class PreLNGPT2(nn.Module):
         """The final LayerNorm: its input is the raw residual stream after the last block."""
         return self.lm.transformer.ln_f
 
+    residual_module = stream_module  # pre-LN: the block's output is already the raw residual sum
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.lm(input_ids=input_ids, use_cache=False).logits
 
 
 @torch.no_grad()
-def stream_statistics(model: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
-    """The collapse signature, read at the last block's output (the input of ``stream_module()``).
+def stream_statistics(model: nn.Module, input_ids: torch.Tensor, at: str = "output") -> dict[str, float]:
+    """The collapse signature, read at the last block's output (the input of ``stream_module()``), or
+    with ``at="residual"`` at its residual sum before any normalisation (``residual_module()``), the
+    same place in every placement: post-LN's block output is normalised by construction.
 
     ``stream_norm``: the mean L2 norm of a token's vector. ``shared_to_spread``: the norm of the
     component every token shares (the mean vector over batch and time) over the spread around it
@@ -141,7 +171,8 @@ def stream_statistics(model: nn.Module, input_ids: torch.Tensor) -> dict[str, fl
     spread hands the head almost the same vector for every token: unigram predictions.
     """
     seen: list[torch.Tensor] = []
-    handle = model.stream_module().register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    module = model.residual_module() if at == "residual" else model.stream_module()
+    handle = module.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     was_training = model.training
     model.eval()
     try:

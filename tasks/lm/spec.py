@@ -9,6 +9,8 @@ DATASETS = {"wiki-gensim": "106 Wikipedia articles from gensim's test data, mark
             "wikitext-103": "official WikiText-103 raw (local files or `datasets` download)",
             "wikitext-2": "official WikiText-2 raw (local files or `datasets` download)"}
 
+PROBE_MODELS = ("transformer-noln", "transformer-logits", "transformer-preln", "transformer-preln-logits")
+
 SPEC = TaskSpec(
     domain="lm",
     entry_point="dfabench.tasks.lm.task:LMTask",
@@ -17,11 +19,18 @@ SPEC = TaskSpec(
                            "macro point after norm2, micro after norm1 and the FFN activation",
             "transformer-noln": "the paper's Transformer with its LayerNorms removed (identities): the "
                                 "normalisation-placement probe's no-LN arm, on kjv only",
+            "transformer-logits": "the paper's Transformer with DFA's error taken at the logits (error_at: logits): "
+                                  "the normalisation probe's post-LN/logits arm, on kjv only",
+            "transformer-preln": "the paper's Transformer with pre-LN blocks and a final LayerNorm: the "
+                                 "normalisation probe's pre-LN/decoder-input arm, on kjv only",
+            "transformer-preln-logits": "the pre-LN variant with the error at the logits: the normalisation "
+                                        "probe's pre-LN/logits arm, on kjv only",
             "gpt2-preln": "GPT-2 (pre-LN, final LayerNorm; transformers) from scratch: DFA collapses it to "
                           "the unigram distribution"},
-    # every dataset x the paper's two models; the no-LN probe variant on kjv only (results/probes/)
-    cells_=tuple([(d, m) for d in DATASETS for m in ("transformer", "gpt2-preln")] + [("kjv", "transformer-noln")]),
-    explicit_models=frozenset({"transformer-noln"}),  # the LayerNorm probe's: run when named, not by 'lm/*/*'
+    # every dataset x the paper's two models; the normalisation probes' variants on kjv only (results/probes/)
+    cells_=tuple([(d, m) for d in DATASETS for m in ("transformer", "gpt2-preln")]
+                 + [("kjv", m) for m in PROBE_MODELS]),
+    explicit_models=frozenset(PROBE_MODELS),  # the LayerNorm probes': run when named, not by 'lm/*/*'
 
     metrics=(Metric("perplexity", False), Metric("loss", False)),
     primary_metric="perplexity",

@@ -8,7 +8,8 @@ paper's post-LN model, and ``gpt2-preln``, GPT-2 from `transformers`, on which D
 Metric: perplexity over a full deterministic pass of non-overlapping windows (lower is better).
 Every record's extras carry the unigram floor (``floors.perplexity``, add-one smoothing) and the
 collapse signature at the last block's output at the start and end of training
-(``stream_norm_*``, ``shared_to_spread_*``). Micro DFA is method option tags ['default', 'micro'].
+(``stream_norm_*``, ``shared_to_spread_*``) and at its residual sum before any normalisation
+(``residual_norm_*``, ``residual_shared_to_spread_*``). Micro DFA is method option tags ['default', 'micro'].
 """
 from __future__ import annotations
 
@@ -99,6 +100,10 @@ def unigram_perplexity(train: torch.Tensor, split: torch.Tensor, vocab_size: int
 
 
 MODELS = {"transformer": PaperTransformer, "gpt2-preln": PreLNGPT2}
+# the paper's Transformer and its normalisation-probe variants: model name -> LayerNorm placement (the
+# error site is the hyper-parameter error_at, set per model in hparams.yaml)
+PAPER_NORMS = {"transformer": "post", "transformer-logits": "post", "transformer-noln": "none",
+               "transformer-preln": "pre", "transformer-preln-logits": "pre"}
 
 
 @register_task
@@ -132,8 +137,8 @@ class LMTask(Task):
 
     def build_model(self, model, hp: LMHParams, data: TokenData):
         args = (data.vocab_size, hp.context, hp.layers, hp.d_model, hp.heads, hp.d_ff, hp.dropout)
-        if model in ("transformer", "transformer-noln"):
-            return PaperTransformer(*args, error_at=hp.error_at, layer_norm=model == "transformer")
+        if model in PAPER_NORMS:
+            return PaperTransformer(*args, error_at=hp.error_at, norm=PAPER_NORMS[model])
         return PreLNGPT2(*args)
 
     def train_batches(self, data: TokenData, hp: LMHParams, generator):
@@ -168,9 +173,16 @@ class LMTask(Task):
         x, _ = _windows(data.val, hp.context)
         return x[: hp.batch_size]
 
+    def _stream(self, model, x: torch.Tensor, when: str) -> dict[str, float]:
+        """The collapse signature at the last block's output (``stream_*``, where the committed records
+        read it) and at its residual sum before any normalisation (``residual_*``: the same place in
+        every LayerNorm placement, which the normalisation probe compares)."""
+        out = {f"{name}_{when}": value for name, value in stream_statistics(model, x).items()}
+        residual = stream_statistics(model, x, at="residual")
+        return out | {f"residual_{name.removeprefix('stream_')}_{when}": value for name, value in residual.items()}
+
     def extras_at_start(self, model, data: TokenData, hp: LMHParams):
-        stats = stream_statistics(model, self._probe_windows(data, hp))
-        return {f"{name}_start": value for name, value in stats.items()}
+        return self._stream(model, self._probe_windows(data, hp), "start")
 
     def extras(self, model, data: TokenData, hp: LMHParams, run_dir):
         x = self._probe_windows(data, hp)
@@ -181,11 +193,10 @@ class LMTask(Task):
         elapsed = time.perf_counter() - start
         unigram = {split: unigram_perplexity(data.train, getattr(data, split), data.vocab_size, hp.context)
                    for split in ("val", "test")}
-        stats = stream_statistics(model, x)
         return {"eval_tokens_per_s": x.numel() / max(elapsed, 1e-9),
                 "unigram_perplexity": unigram,
                 "floors": {"perplexity": floor(unigram["test"], "the unigram distribution (add-one)",
                                                higher_is_better=False)},
                 "val_floors": {"perplexity": floor(unigram["val"], "the unigram distribution (add-one)",
                                                    higher_is_better=False)},
-                **{f"{name}_end": value for name, value in stats.items()}}
+                **self._stream(model, x, "end")}

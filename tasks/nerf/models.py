@@ -19,7 +19,12 @@ def encode(x: torch.Tensor, freqs: int) -> torch.Tensor:
 
 
 class NeRFMLP(nn.Module):
-    def __init__(self, depth: int, width: int, pos_freqs: int, dir_freqs: int, skip: int | None, group: str):
+    """``feature_relu``: the authors' feature layer (lightonai/dfa-scales-to-modern-deep-learning,
+    DFAFlexibleNeRFModel): ``relu(fc_feat(h))`` with a feedback point after it, where the default is a
+    plain linear map with no point (the records made before this option keep that)."""
+
+    def __init__(self, depth: int, width: int, pos_freqs: int, dir_freqs: int, skip: int | None, group: str,
+                 feature_relu: bool = False):
         super().__init__()
         self.pos_freqs, self.dir_freqs, self.skip = pos_freqs, dir_freqs, skip
         pos_dim, dir_dim = 3 + 6 * pos_freqs, 3 + 6 * dir_freqs
@@ -33,6 +38,8 @@ class NeRFMLP(nn.Module):
         self.view = nn.Linear(width + dir_dim, width // 2)
         self.rgb = nn.Linear(width // 2, 3)
         self.out = FeedbackOutput(batch_dims=2, group=group)
+        # created last and only when asked: the default model's parameters, points and RNG draws are as before
+        self.feature_point = FeedbackPoint(group) if feature_relu else None
 
     def forward(self, xyz: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
         """xyz (R, S, 3), dirs (R, 3) -> raw (R, S, 4): rgb logits and sigma pre-activation."""
@@ -43,7 +50,8 @@ class NeRFMLP(nn.Module):
                 h = torch.cat([h, p], -1)
             h = self.points[i](torch.relu(layer(h)))
         d = encode(dirs, self.dir_freqs)[:, None].expand(*xyz.shape[:2], -1)
-        v = self.points[-1](torch.relu(self.view(torch.cat([self.feature(h), d], -1))))
+        feature = self.feature(h) if self.feature_point is None else self.feature_point(torch.relu(self.feature(h)))
+        v = self.points[-1](torch.relu(self.view(torch.cat([feature, d], -1))))
         return self.out(torch.cat([self.rgb(v), self.sigma(h)], -1))
 
 
@@ -83,11 +91,11 @@ class NeRF(nn.Module):
     """Coarse + fine NeRF. forward(rays (R, 6), near, far) -> (coarse rgb, fine rgb)."""
 
     def __init__(self, depth=8, width=256, pos_freqs=10, dir_freqs=4, skip=4, n_coarse=64, n_fine=128,
-                 white_bkgd=True, near=2.0, far=6.0):
+                 white_bkgd=True, near=2.0, far=6.0, feature_relu=False):
         super().__init__()
         skip = skip if skip is not None and skip < depth else None
-        self.coarse = NeRFMLP(depth, width, pos_freqs, dir_freqs, skip, "coarse")
-        self.fine = NeRFMLP(depth, width, pos_freqs, dir_freqs, skip, "fine")
+        self.coarse = NeRFMLP(depth, width, pos_freqs, dir_freqs, skip, "coarse", feature_relu)
+        self.fine = NeRFMLP(depth, width, pos_freqs, dir_freqs, skip, "fine", feature_relu)
         self.n_coarse, self.n_fine, self.white_bkgd, self.near, self.far = n_coarse, n_fine, white_bkgd, near, far
 
     def forward(self, rays: torch.Tensor):

@@ -21,7 +21,10 @@ SPEC = TaskSpec(
     domain="nerf",
     entry_point="dfabench.tasks.nerf.task:NeRFTask",
     datasets=DATASETS,
-    models={"nerf": "coarse + fine NeRF MLPs, positional encoding, skip; DFA at the raw (rgb, sigma)"},
+    models={"nerf": "coarse + fine NeRF MLPs, positional encoding, skip; DFA at the raw (rgb, sigma)",
+            "nerf-authors-feature": "the same with the authors' feature layer (a ReLU and a feedback point after "
+                                    "it; feature_relu: true), the paper scale's default; run when named"},
+    explicit_models=frozenset({"nerf-authors-feature"}),
     metrics=(Metric("psnr", True), Metric("ssim", True)),
     primary_metric="psnr",
     table_metrics=("psnr", "ssim"),

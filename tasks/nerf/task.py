@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from dfabench.alignment import inactive_units
 from dfabench.cache import cache_dir
@@ -39,6 +39,20 @@ class NeRFHParams(TrainHParams):
     data_dir: str | None = Field(None, description="official Blender scene dir or LLFF scene dir")
     cache_dir: str | None = Field(None, description="where procedural scenes are written")
     eval_chunk: int = Field(4096, ge=1)
+    feature_relu: bool = Field(False, description="the authors' feature layer: a ReLU and a feedback point after "
+                               "it (their DFAFlexibleNeRFModel); the default at paper scale and in model "
+                               "nerf-authors-feature")
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler):
+        # capture and feature_relu are left out of the dump (so of run ids) unless set: the ids of the
+        # records made before they existed stay valid (TrainHParams does the same for capture alone)
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("capture", "feature_relu"):
+                if not getattr(self, key):
+                    data.pop(key, None)
+        return data
 
 
 @dataclass
@@ -98,7 +112,7 @@ class NeRFTask(Task):
 
     def build_model(self, model, hp: NeRFHParams, data: SceneData):
         return NeRF(hp.depth, hp.width, hp.pos_freqs, hp.dir_freqs, hp.skip, hp.n_coarse, hp.n_fine,
-                    data.white_bkgd, data.near, data.far)
+                    data.white_bkgd, data.near, data.far, feature_relu=hp.feature_relu)
 
     throughput_unit = "rays"
 
