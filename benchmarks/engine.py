@@ -1,7 +1,8 @@
 """Time BP, DFA and the paper's TinyDFA training steps on the same models, in one process, and print the ratios.
 
     python benchmarks/engine.py [--device cpu|cuda] [--steps 50] [--repeat 1] [--threads 2] [--phases]
-        [--no-sweep] [--no-capture] [--streams] [--split] [--only PARTS] [--out results/bench/engine-cpu-2core.txt]
+        [--no-sweep] [--no-capture] [--streams] [--split] [--only PARTS] [--hand-only]
+        [--out results/bench/engine-cpu-2core.txt]
 
 For each model (a 4x1024 tanh MLP, the NeRF MLP, the suite's 4-block LM Transformer) and a
 width/batch sweep of the MLP (its compute-bound end shows what the arithmetic allows), one line per
@@ -590,6 +591,29 @@ class Parser(argparse.ArgumentParser):
         return args
 
 
+class Output:
+    """What a benchmark says: printed, and written line by line to ``path`` when given (so that a cut
+    run keeps its part). Call it with a line; ``close()`` at the end."""
+
+    def __init__(self, path: str | None):
+        self.file = open(path, "w") if path else None
+
+    def __call__(self, text: str = "") -> None:
+        print(text, flush=True)
+        if self.file is not None:
+            self.file.write(text + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: every timing file states them at its start and end."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -614,37 +638,31 @@ def main():
     parser.add_argument("--split", action="store_true",
                         help="CPU: also DFA with its block backward passes split between two one-thread host threads")
     parser.add_argument("--only", help="comma-separated parts of model names to run (e.g. mlp-4x1024,nerf)")
+    parser.add_argument("--hand-only", action="store_true",
+                        help="only the engine's steps against the hand-written ones (the engine-overhead target)")
     parser.add_argument("--out", help="also write the output to this file (line by line, so a cut run keeps its part)")
     args = parser.checked(parser.parse_args())
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    out = open(args.out, "w") if args.out else None
-
-    def say(text=""):
-        print(text, flush=True)
-        if out is not None:
-            out.write(text + "\n")
-            out.flush()
-
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    say = Output(args.out)
+    load = load_average()
     say(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}), load average {load} at start; median of {args.steps} "
         f"steps per variant, alternating step by step" + (f", {args.repeat} times" if args.repeat > 1 else ""))
     started = time.perf_counter()
     only = [part.strip() for part in args.only.split(",")] if args.only else None
-    for name, build, x, loss_fn, batch_dims, dfas in cases(device, args.sweep):
+    for name, build, x, loss_fn, batch_dims, dfas in [] if args.hand_only else cases(device, args.sweep):
         if only and not any(part in name for part in only):
             continue
         bench(name, build, x, loss_fn, batch_dims, device, args.steps, args.capture, args.phases, say, dfas,
               args.streams, args.split, args.repeat)
-    projection_line(device, args.steps, say)
-    batched_weight_gradient_line(device, args.steps, say)
-    if not only or any(part in "mlp-4x1024-tanh" for part in only):
+    if not args.hand_only:
+        projection_line(device, args.steps, say)
+        batched_weight_gradient_line(device, args.steps, say)
+    if args.hand_only or not only or any(part in "mlp-4x1024-tanh" for part in only):
         hand_written_line(device, args.steps, say, args.repeat)
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    say(f"total {time.perf_counter() - started:.0f} s, load average {load} at the end")
-    if out is not None:
-        out.close()
+    say(f"total {time.perf_counter() - started:.0f} s, load average {load_average()} at the end")
+    say.close()
 
 
 if __name__ == "__main__":

@@ -93,11 +93,10 @@ def tune_cell(cell: str, method: str, scale: str, samples: int, search: str, see
     resolve(task, scale=scale, method=method, dataset=dataset, model=model, overrides=base_overrides)
 
     def trainable(config: dict[str, Any]) -> None:
-        import torch
-
+        from .harness import threads
         from .harness.runner import run_one
 
-        torch.set_num_threads(1)
+        threads.apply(1)  # one thread per trial: Ray runs as many trials as cores (harness/threads.py)
         values = {**base_overrides, **{k: _plain(v) for k, v in config.items()}}
         hp = resolve(task, scale=scale, method=method, dataset=dataset, model=model, overrides=values)
         scores = []

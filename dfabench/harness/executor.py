@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .claims import try_claim
 from .plan import PlannedRun
+from . import threads
 from .progress import SuiteBar
 from .runner import run_one
 from .store import FINISHED, is_finished, read_valid, record_path, write_record
@@ -62,6 +63,8 @@ def run_local(runs: list[PlannedRun], results: Path, device: str = "cpu",
                         record = _outcome(results, run, started)  # it may have finished just before our claim
                         if record is None:
                             suite.start(run.label())
+                            if device == "cpu":  # no more threads than free cores (threads.py)
+                                threads.apply()
                             record = run_one(run, results, device, progress=lambda **kw: tqdm(file=sys.stderr, **kw))
                             write_record(results, record)
                             if on_record:

@@ -34,13 +34,17 @@ def _import_ray():
 
 
 def _remote_run(run: PlannedRun, results: str, device: str, threads: int) -> dict:
-    # Ray workers default to one OpenMP thread; pin torch to what the task asked for so a run gives
-    # the same numbers here as under the local executor with the same thread count.
-    import torch
-
+    # Ray workers default to one OpenMP thread; give torch what the task asked for, but never more
+    # threads than free cores (threads.py: the same rule as the local executor's).
+    from . import threads as thread_rule
     from .runner import run_one
 
-    torch.set_num_threads(threads)
+    if device == "cpu":
+        thread_rule.apply(threads)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
     return run_one(run, Path(results), device)
 
 

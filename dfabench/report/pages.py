@@ -70,6 +70,14 @@ BENCH = {
     "engine-overhead-loaded.txt": ("The same on a loaded machine", "python benchmarks/engine_overhead.py"),
     "cli-start-2core.txt": ("How long `dfabench --help`, `list` and a run's start take", "python benchmarks/cli_start.py"),
     "lm-encoding-memory-2core.txt": ("Memory of encoding the LM corpora", "python benchmarks/lm_encoding_memory.py"),
+    "unlock-cpu-2core.txt": ("DFA's unlocked backward across pipeline stages: BP and DFA step times on 1 and 2 "
+                             "processes, the reviewers' model, the calibrated simulation and its curves "
+                             "(docs/unlock.md)", "python benchmarks/unlock.py --out results/bench/unlock-cpu-2core.txt"),
+    "engine-hand-2core.txt": ("The engine's steps against the hand-written ones on the 4x1024 MLP, ten runs",
+                              "python benchmarks/engine.py --hand-only --repeat 10 --steps 20 "
+                              "--out results/bench/engine-hand-2core.txt"),
+    "under-load-2core.txt": ("Runs beside a busy job: the old thread default against the new one",
+                             "python benchmarks/under_load.py --out results/bench/under-load-2core.txt"),
     "report-identity.txt": ("The reporting refactor against the code before it: every output compared",
                             "python benchmarks/report_outputs.py OUT at both commits, then diff -r"),
     "gate-mutants.txt": ("The regression gate's mutation test: one realistic bug at a time, the gate as CI runs it "
