@@ -16,7 +16,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCALES = ("smoke", "small", "paper")
+SCALES = ("smoke", "small", "paper", "gate")  # gate: the regression gate's cells (baselines/gate)
 SPEC_MODULE = "spec"  # tasks/<domain>/spec.py
 
 # The built-in methods live one per module in dfabench/methods/ (variants beside their parent), each

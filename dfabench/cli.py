@@ -202,10 +202,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    """`dfabench baseline record --scale S --results DIR`: per-cell reference from existing records."""
-    from .guards.check import record_reference
+    """`dfabench baseline record --scale S --results DIR`: the gate's reference from existing records.
+    With --method (one's own method, file.py:Class): first run what is missing of bp, dfa, shallow and
+    that method on the cells (--cells, else those of the reference already at BASELINES/S), then record."""
+    from .guards.check import parse_findings, record_reference
 
-    out = record_reference(existing_results(Path(args.results)), args.scale, Path(args.baselines))
+    findings = parse_findings(args.finding or [])
+    if args.method:
+        _check_device(args.device, will_run=True)
+    results = writable_results(Path(args.results)) if args.method else existing_results(Path(args.results))
+    out = record_reference(results, args.scale, Path(args.baselines), cells=_split(args.cells) if args.cells else None,
+                           methods=_split(args.method) if args.method else None, seeds=args.seeds,
+                           findings=findings, device=args.device)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -217,7 +225,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     _check_device(args.device, will_run=not args.no_run)
     results = existing_results(Path(args.results)) if args.no_run else writable_results(Path(args.results))
-    return check(results, args.scale, Path(args.baselines), run=not args.no_run, device=args.device)
+    return check(results, args.scale, Path(args.baselines), run=not args.no_run, device=args.device,
+                 methods=_split(args.method) if args.method else None, fail_fast=args.fail_fast)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -377,18 +386,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="baselines", help="published numbers (paper.yaml, biotorch.yaml) "
                                                             "shown beside ours")
     p.set_defaults(func=cmd_leaderboard)
-    p = sub.add_parser("baseline", help="record the per-cell reference for `check` from existing records")
+    p = sub.add_parser("baseline", help="record the gate's reference for `check` from existing records (or, with "
+                                        "--method, after running one's own method beside bp, dfa and shallow)")
     p.add_argument("action", choices=["record"])
-    p.add_argument("--scale", default="smoke")
+    p.add_argument("--scale", default="gate")
     p.add_argument("--results", default="results")
     p.add_argument("--baselines", default="baselines")
+    p.add_argument("--cells", help="comma-separated domain/dataset/model (default: every cell of the records, or with "
+                                   "--method those of the reference already in BASELINES/SCALE)")
+    p.add_argument("--method", help="one's own method(s), path/to/file.py:Class: run it with bp, dfa and shallow "
+                                    "on the cells (what is missing), then record")
+    p.add_argument("--seeds", type=int, help="with --method: seeds 0..N-1 (default: the existing reference's)")
+    p.add_argument("--finding", action="append", metavar="CELL:METHOD:TEST[|WHY]",
+                   help="declare a method expected on its floor (and its mechanism test); kept on re-recording")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda: where --method's runs train")
     p.set_defaults(func=cmd_baseline)
 
-    p = sub.add_parser("check", help="fail when a DFA−BP gap widened or a run failed, against baselines/SCALE")
-    p.add_argument("--scale", default="smoke")
+    p = sub.add_parser("check", help="fail when a method's metric, a gap to BP or DFA's margin over shallow moved by "
+                                     "more than seed noise explains, or a run failed, against BASELINES/SCALE")
+    p.add_argument("--scale", default="gate")
     p.add_argument("--results", default="results")
     p.add_argument("--baselines", default="baselines")
     p.add_argument("--no-run", action="store_true", help="only read the records; do not run missing ones")
+    p.add_argument("--method", help="where the reference's own methods are now (path/to/file.py:Class, by name)")
+    p.add_argument("--fail-fast", action="store_true", help="run and check the cells one at a time, cheapest first, "
+                                                            "and stop at the first failing one (the same exit status)")
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda: where the missing runs train")
     p.set_defaults(func=cmd_check)
 

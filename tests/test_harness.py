@@ -224,7 +224,7 @@ def test_list_shows_cells_methods_and_scales(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if l.startswith("mlp/fashion-mnist/mlp "))
-    assert "methods=bp,dfa,shallow" in line and "scales=smoke,small,paper" in line
+    assert "methods=bp,dfa,shallow" in line and "scales=smoke,small,paper,gate" in line
     assert "mlp/fashion-mnist/mlp-batchnorm" in out
 
 

@@ -154,7 +154,7 @@ def test_bad_domain_or_scale_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("dfabench: error: unknown domain 'nope'; known: ctr, graph")
     assert main(["reproduce", "--scale", "huge", "--results", str(results)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["dfabench: error: unknown scale 'huge'; known: smoke, small, paper"]
+    assert err == ["dfabench: error: unknown scale 'huge'; known: smoke, small, paper, gate"]
     assert not results.exists()
 
 

@@ -12,7 +12,7 @@ import pytest
 from dfabench.cli import main
 from dfabench.harness.executor import run_local
 from dfabench.harness.plan import plan
-from dfabench.guards.verify import FILE, TOLERANCE_REL, rel_diff
+from dfabench.guards.verify import FILE, NO_SPREAD_REL, cell_tolerance, rel_diff, stratified
 
 CELL = "mlp/digits/mlp"
 
@@ -53,18 +53,18 @@ def test_an_untouched_record_agrees_bit_for_bit_and_an_edited_metric_disagrees(s
     report = json.loads((results / FILE).read_text())
     assert set(report) == {"verified_at", "sample", "seed", "tolerance", "environment", "records"}
     assert report["verified_at"].endswith("Z") and report["sample"] == 2 and report["seed"] == 3
-    assert report["tolerance"] == {"rel": TOLERANCE_REL}
+    assert report["tolerance"]["same_environment"] == "bit-identical" and "seed spread" in report["tolerance"]["otherwise"]
     assert set(report["environment"]) >= {"commit", "versions", "device"}
     bp_id, dfa_id = (json.loads(files[m].read_text())["id"] for m in ("bp", "dfa"))
     bp, dfa = report["records"][bp_id], report["records"][dfa_id]
-    assert set(bp) == {"agree", "identical", "max_rel_diff", "metrics"}
+    assert set(bp) == {"agree", "identical", "max_rel_diff", "metrics", "tolerance"}
     assert bp["agree"] and bp["identical"] and bp["max_rel_diff"] == 0.0
     assert all(recorded == rerun for recorded, rerun in bp["metrics"].values())
     assert "test.accuracy" in bp["metrics"] and "val.accuracy" in bp["metrics"]
     assert not dfa["agree"] and not dfa["identical"]
     recorded, rerun = dfa["metrics"]["test.accuracy"]
     assert recorded == claimed and rerun == pytest.approx(claimed - 0.05)
-    assert dfa["max_rel_diff"] == pytest.approx(0.05 / claimed) and dfa["max_rel_diff"] > TOLERANCE_REL
+    assert dfa["max_rel_diff"] == pytest.approx(0.05 / claimed) and dfa["max_rel_diff"] > NO_SPREAD_REL
 
 
 def test_an_edited_configuration_does_not_give_its_id_and_disagrees_without_running(smoke_results, tmp_path, capsys):
@@ -83,7 +83,7 @@ def test_an_edited_configuration_does_not_give_its_id_and_disagrees_without_runn
 def test_a_later_verification_keeps_the_entries_of_other_records(smoke_results, tmp_path, capsys):
     results = copy_of(smoke_results, tmp_path)
     record_files(results)["dfa"].unlink()
-    earlier = {"verified_at": "2026-01-01T00:00:00Z", "sample": 1, "seed": 9, "tolerance": {"rel": TOLERANCE_REL},
+    earlier = {"verified_at": "2026-01-01T00:00:00Z", "sample": 1, "seed": 9, "tolerance": {},
                "environment": {}, "records": {"0123456789abcdef": {"agree": True, "identical": True,
                                                                    "max_rel_diff": 0.0, "metrics": {}}}}
     (results / FILE).write_text(json.dumps(earlier))
@@ -138,3 +138,51 @@ def test_a_record_of_an_outside_method_whose_code_is_not_here_is_not_chosen(smok
     assert main(["verify", str(results)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no completed record" in err[0] and "2 cannot (mlp: the code of its method (gone.py:Mine)" in err[0]
+
+
+def _fake(domain, method, seed, acc, model="m"):
+    return {"id": f"{domain}{method}{seed}", "domain": domain, "dataset": "d", "model": model, "method": method,
+            "scale": "small", "seed": seed, "status": "ok", "primary_metric": "accuracy", "overrides": {}, "data": None,
+            "metrics": {"test": {"accuracy": acc}, "val": {"accuracy": acc, "epoch": 3}}}
+
+
+def test_the_tolerance_is_the_cells_seed_spread_in_the_metrics_units():
+    records = [_fake("mlp", "bp", s, a) for s, a in enumerate((0.90, 0.92, 0.94))] + [_fake("mlp", "dfa", 0, 0.8)]
+    tol, source = cell_tolerance(records[0], records)
+    assert tol == {"test.accuracy": pytest.approx(0.02), "val.accuracy": pytest.approx(0.02)}
+    assert source == "seed spread of 3 bp seeds"
+    tol, source = cell_tolerance(records[-1], records)  # one dfa seed: the cell's other methods' spread
+    assert tol["test.accuracy"] == pytest.approx(0.02) and "other methods" in source
+    other_cell = _fake("mlp", "dfa", 0, 0.8, model="other")
+    assert cell_tolerance(other_cell, records + [other_cell]) == ({}, f"no seed spread: {NO_SPREAD_REL:g} relative")
+
+
+def test_a_sample_is_stratified_over_domains_and_their_methods():
+    pool = [_fake(d, m, s, 0.5) for d in ("ctr", "lm", "mlp", "nerf") for m in ("bp", "dfa", "fa") for s in range(5)]
+    pool += [_fake("mlp", "ext@0123abcd", s, 0.5) for s in range(40)]  # many records of one method
+    for seed in range(5):
+        chosen = stratified(pool, 8, seed)
+        assert len(chosen) == 8 and len({r["id"] for r in chosen}) == 8
+        assert sorted(r["domain"] for r in chosen) == ["ctr", "ctr", "lm", "lm", "mlp", "mlp", "nerf", "nerf"]
+        assert all(len({r["method"] for r in chosen if r["domain"] == d}) == 2 for d in ("ctr", "lm", "mlp", "nerf"))
+    assert len(stratified(pool[:3], 8, 0)) == 3
+
+
+def test_elsewhere_a_rerun_agrees_within_the_cell_tolerance_and_not_beyond(smoke_results, tmp_path, monkeypatch):
+    import copy
+
+    import dfabench.guards.verify as verify
+
+    monkeypatch.setattr(verify, "same_environment", lambda recorded, now: False)  # as on another machine
+    record = json.loads(record_files(smoke_results)["bp"].read_text())
+    for shift, agree in ((0.009, True), (-0.009, True), (0.011, False)):
+        edited = copy.deepcopy(record)
+        edited["metrics"]["test"]["accuracy"] += shift
+        entry = verify.verify_one(edited, tmp_path / str(shift), "cpu", ({"test.accuracy": 0.01}, "given"))
+        assert entry["agree"] is agree and not entry["identical"]
+        assert entry["tolerance"] == {"source": "given", "metrics": {"test.accuracy": 0.01}}
+        assert "tolerance test.accuracy 0.01 (given)" in entry["why"]
+    assert "outside it: test.accuracy" in entry["why"]
+    edited["metrics"]["test"]["loss"] *= 1 + 1e-5  # a metric without a spread: held to 1e-6 relative
+    edited["metrics"]["test"]["accuracy"] = record["metrics"]["test"]["accuracy"]
+    assert verify.verify_one(edited, tmp_path / "loss", "cpu", ({"test.accuracy": 0.01}, "given"))["agree"] is False

@@ -1,5 +1,5 @@
-"""`dfabench verify RESULTS`: re-run a random sample of a results folder's records from their own
-recorded configuration and say, per record, whether the metrics agree.
+"""`dfabench verify RESULTS`: re-run a sample of a results folder's records from their own recorded
+configuration and say, per record, whether the metrics agree.
 
 Each chosen record (status ``ok``) is planned again from what it records: domain, dataset, model,
 method (an outside method from its ``method_origin``), scale, seed and hyper-parameters, with the
@@ -11,11 +11,17 @@ epoch it happened at).
 * **identical**: every compared value is bit for bit the recorded one;
 * **agree**: identical when the environment matches the record's provenance (same commit, clean
   checkout, same python/torch/numpy/dfabench versions, same device description): the suite is
-  deterministic there, so any difference is a disagreement. Otherwise each value must be within
-  ``TOLERANCE_REL`` of the recorded one, relative to the larger magnitude.
+  deterministic there, so any difference is a disagreement. Otherwise each value must be within the
+  record's **cell tolerance**: the seed spread (standard deviation over its seeds, ddof 1) of that
+  metric among the records of the same cell, method, scale and configuration in RESULTS, in the
+  metric's units; a re-run further from its record than a typical other seed is not the same result.
+  With fewer than two seeds, the largest spread of the cell's other methods at that scale; with none,
+  ``NO_SPREAD_REL`` relative (re-runs on other machines have come back within 1e-6).
 
-The outcome is merged into ``RESULTS/verification.json`` (records verified before and not now keep
-their entry; the top-level fields describe this verification). Exit 1 when any record disagrees.
+``--sample N`` is stratified: domains take turns, and within a domain its methods take turns, so any
+N at least the number of domains covers every domain. The outcome is merged into
+``RESULTS/verification.json`` (records verified before and not now keep their entry; the top-level
+fields describe this verification). Exit 1 when any record disagrees.
 """
 from __future__ import annotations
 
@@ -32,9 +38,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-# 2%: float results drift apart once library versions or CPUs order their sums differently, and the
-# drift compounds over training; on the digits test set (360 images) 2% is about 7 images.
-TOLERANCE_REL = 0.02
+NO_SPREAD_REL = 1e-6  # a record whose cell has no seed spread: re-runs elsewhere agreed within 1e-6
 FILE = "verification.json"
 ENVIRONMENT_KEYS = ("commit", "dirty", "versions", "device")
 
@@ -58,6 +62,64 @@ def candidates(records: list[dict], domain: str | None, max_seconds: float | Non
             continue
         chosen.append(record)
     return chosen, unrunnable
+
+
+def _config(record: dict) -> tuple:
+    return (record["domain"], record["dataset"], record["model"], record["scale"],
+            json.dumps(record.get("overrides") or {}, sort_keys=True), record.get("data"))
+
+
+def cell_tolerance(record: dict, records: list[dict]) -> tuple[dict[str, float], str]:
+    """Per compared metric, the seed spread of the record's cell and method (see the module's doc), and
+    where it came from."""
+    import statistics
+
+    same = [r for r in records if r["status"] == "ok" and _config(r) == _config(record)]
+
+    def spread(group: list[dict]) -> dict[str, float]:
+        values: dict[str, list[float]] = {}
+        for r in group:
+            for name, value in compared(r).items():
+                if math.isfinite(_number(value)):
+                    values.setdefault(name, []).append(_number(value))
+        return {k: statistics.stdev(v) for k, v in values.items() if len(v) > 1}
+
+    own = [r for r in same if r["method"] == record["method"]]
+    if len({r["seed"] for r in own}) > 1:
+        return spread(own), f"seed spread of {len(own)} {record['method']} seeds"
+    others: dict[str, float] = {}
+    for method in sorted({r["method"] for r in same}):
+        for name, value in spread([r for r in same if r["method"] == method]).items():
+            others[name] = max(others.get(name, 0.0), value)
+    if others:
+        return others, "largest seed spread of the cell's other methods"
+    return {}, f"no seed spread: {NO_SPREAD_REL:g} relative"
+
+
+def stratified(pool: list[dict], n: int, seed: int) -> list[dict]:
+    """``n`` records: domains take turns (in a random order), and within each its methods take turns."""
+    rng = random.Random(seed)
+    queues: dict[str, list[list[dict]]] = {}
+    for domain in sorted({r["domain"] for r in pool}):
+        by_method: dict[str, list[dict]] = {}
+        for r in pool:
+            if r["domain"] == domain:
+                by_method.setdefault(r["method"].split("@", 1)[0], []).append(r)
+        lists = [rng.sample(v, len(v)) for _, v in sorted(by_method.items())]
+        rng.shuffle(lists)
+        queues[domain] = lists
+    order = sorted(queues)
+    rng.shuffle(order)
+    chosen: list[dict] = []
+    while len(chosen) < n and any(queues.values()):
+        for domain in order:
+            lists = queues[domain]
+            if lists and len(chosen) < n:
+                head = lists.pop(0)
+                chosen.append(head.pop(0))
+                if head:
+                    lists.append(head)  # this method's next record waits for the domain's other methods
+    return chosen
 
 
 def _code_missing(origin: dict | None) -> str | None:
@@ -150,8 +212,10 @@ def recorded_threads(provenance: dict) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def verify_one(record: dict, store: Path, device: str) -> dict[str, Any]:
-    """Re-run one record into ``store``; its entry of verification.json (plus 'why' for the console)."""
+def verify_one(record: dict, store: Path, device: str, tolerance: tuple[dict[str, float], str] = ({}, "")
+               ) -> dict[str, Any]:
+    """Re-run one record into ``store``; its entry of verification.json (plus 'why' for the console).
+    ``tolerance``: (per metric, its source) where the environment differs (``cell_tolerance``)."""
     import torch
 
     from ..harness.runner import run_one
@@ -177,14 +241,31 @@ def verify_one(record: dict, store: Path, device: str) -> dict[str, Any]:
     identical = rerun["status"] == "ok" and all(k in recorded and k in now and recorded[k] == now[k] for k in names)
     worst = max(diffs, default=0.0)
     same_env = same_environment(record.get("provenance", {}), rerun["provenance"])
-    agree = identical if same_env else rerun["status"] == "ok" and worst <= TOLERANCE_REL
+    tol, source = tolerance
+    outside = [k for k in names if not _within(recorded.get(k), now.get(k), tol.get(k))]
+    agree = identical if same_env else rerun["status"] == "ok" and not outside
+    primary = f"test.{record.get('primary_metric')}"
+    primary_tol = tol.get(primary)
+    stated = (f"tolerance {primary} {primary_tol:.3g} ({source})" if primary_tol is not None else f"tolerance ({source})")
     why = ("bit-identical" if identical else
            f"rerun {rerun['status']}: {rerun.get('error')}" if rerun["status"] != "ok" else
-           f"max relative difference {worst:.3g}" + (" in the same environment" if same_env else
-                                                      f" (tolerance {TOLERANCE_REL})"))
+           f"max relative difference {worst:.3g} in the same environment" if same_env else
+           f"max relative difference {worst:.3g}; {stated}"
+           + (f"; outside it: {', '.join(f'{k} {_number(recorded.get(k)):.6g} vs {_number(now.get(k)):.6g}' for k in outside)}"
+              if outside else ""))
     return {"agree": bool(agree), "identical": bool(identical),
             "max_rel_diff": worst if math.isfinite(worst) else None,
+            "tolerance": {"source": "bit-identical (same environment)" if same_env else source,
+                          "metrics": {} if same_env else {k: tol[k] for k in names if k in tol}},
             "metrics": {k: [recorded.get(k), now.get(k)] for k in names}, "why": why}
+
+
+def _within(recorded: Any, now: Any, tol: float | None) -> bool:
+    """Within the metric's seed spread, or NO_SPREAD_REL relative where there is none."""
+    if tol is None:
+        return rel_diff(recorded, now) <= NO_SPREAD_REL
+    x, y = _number(recorded), _number(now)
+    return (math.isnan(x) and math.isnan(y)) or abs(x - y) <= tol
 
 
 def merged(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +296,7 @@ def verify_command(results: Path, sample: int, seed: int, domain: str | None = N
                           + (f" (domain {domain})" if domain else "")
                           + (f" (recorded wall_s <= {max_seconds})" if max_seconds is not None else "")
                           + "".join(f"; {n} cannot ({why})" for why, n in sorted(unrunnable.items())))
-    chosen = random.Random(seed).sample(pool, min(sample, len(pool)))
+    chosen = stratified(pool, sample, seed)
     print(f"verify: re-running {len(chosen)} of {len(pool)} eligible records of {results} (seed {seed})",
           file=sys.stderr)
     for why, count in sorted(unrunnable.items()):
@@ -229,19 +310,23 @@ def verify_command(results: Path, sample: int, seed: int, domain: str | None = N
         for record in bar:
             label = f"{record['domain']}/{record['dataset']}/{record['model']} {record['method']} seed={record['seed']}"
             bar.set_postfix_str(label)
-            entry = verify_one(record, Path(store), device)
+            entry = verify_one(record, Path(store), device, cell_tolerance(record, records))
             tqdm.write(f"{'agree' if entry['agree'] else 'DISAGREE'}  {record['id']}  {label}  "
                        f"{record['scale']}: {entry.pop('why')}", file=sys.stderr)
             entries[record["id"]] = entry
     env = environment(provenance(torch.device(device), "unknown"))
     fresh = {"verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-             "sample": len(chosen), "seed": seed, "tolerance": {"rel": TOLERANCE_REL}, "environment": env,
+             "sample": len(chosen), "seed": seed, "environment": env,
+             "tolerance": {"same_environment": "bit-identical",
+                           "otherwise": "per metric, the seed spread of the record's cell and method in RESULTS "
+                                        f"(std, ddof 1; see each record's tolerance); none: {NO_SPREAD_REL:g} relative"},
              "records": entries}
     out = results / FILE
     out.write_text(json.dumps(merged(out, fresh), indent=1, sort_keys=True) + "\n")
     bad = [k for k, e in entries.items() if not e["agree"]]
     same = sum(e["identical"] for e in entries.values())
+    domains = sorted({r["domain"] for r in chosen})
     print(f"verify: {len(entries) - len(bad)} of {len(entries)} agree ({same} bit-identical), {len(bad)} disagree"
-          f"{': ' + ', '.join(bad) if bad else ''}; relative tolerance {TOLERANCE_REL} where the environment "
-          f"differs; wrote {out}")
+          f"{': ' + ', '.join(bad) if bad else ''}; domains {', '.join(domains)}; where the environment differs, "
+          f"each cell's seed spread is the tolerance; wrote {out}")
     return 1 if bad else 0
