@@ -145,7 +145,8 @@ class TaskSpec:
     # (model, method) pairs that cannot mean anything, with the reason `run` prints.
     excluded: dict[tuple[str, str], str] = field(default_factory=dict)
     # Datasets that also name a family of cells in a selector: domain/FAMILY/NAME is the cell
-    # domain/FAMILY-NAME/<the model> (nerf/blender/lego is nerf/blender-lego/nerf).
+    # domain/FAMILY-NAME/<the model> (nerf/blender/lego is nerf/blender-lego/nerf), the one model of the
+    # offline suite (explicit models, run only when named, are not it).
     alias_families: frozenset[str] = frozenset()
     requires: tuple[str, ...] = ("torch",)  # top-level modules the task imports
     extra: str | None = None  # the pip extra that provides them
@@ -159,8 +160,9 @@ class TaskSpec:
 
     def alias(self, dataset: str, model: str) -> tuple[str, str]:
         """The cell a selector's dataset/model parts name (see ``alias_families``)."""
-        if dataset in self.alias_families and model not in self.models and len(self.models) == 1:
-            return f"{dataset}-{model}", next(iter(self.models))
+        suite = [m for m in self.models if m not in self.explicit_models]  # a probe's variant never answers
+        if dataset in self.alias_families and model not in self.models and len(suite) == 1:
+            return f"{dataset}-{model}", suite[0]
         return dataset, model
 
     def method_applies(self, model: str, method: str) -> bool:
