@@ -78,6 +78,12 @@ BENCH = {
                               "--out results/bench/engine-hand-2core.txt"),
     "under-load-2core.txt": ("Runs beside a busy job: the old thread default against the new one",
                              "python benchmarks/under_load.py --out results/bench/under-load-2core.txt"),
+    "unlock-cpu-2core-loaded.txt": ("The unlocking benchmark on a loaded machine (load average 8-9)",
+                                    "python benchmarks/unlock.py"),
+    "engine-hand-2core-loaded.txt": ("The engine against the hand-written steps on a loaded machine",
+                                     "python benchmarks/engine.py --hand-only --repeat 10 --steps 20"),
+    "under-load-2core-loaded.txt": ("The thread defaults on a machine already loaded by other work",
+                                    "python benchmarks/under_load.py"),
     "report-identity.txt": ("The reporting refactor against the code before it: every output compared",
                             "python benchmarks/report_outputs.py OUT at both commits, then diff -r"),
     "gate-mutants.txt": ("The regression gate's mutation test: one realistic bug at a time, the gate as CI runs it "
