@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("probe", help="run one controlled probe (one factor varied) into results/probes/NAME and "
                                      "write its README; no NAME: list them")
-    p.add_argument("name", nargs="?", help="output-dim | norm-placement | depth | convolution")
+    p.add_argument("name", nargs="?", help="output-dim | norm-placement | norm-site | depth | convolution")
     p.add_argument("--results", help="results directory (default results/probes/NAME)")
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda")
     p.add_argument("--no-run", action="store_true", help="only rewrite the README from existing records")
