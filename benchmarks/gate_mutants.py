@@ -7,7 +7,9 @@ The copy is ``git archive HEAD`` of the package, its tasks and baselines (so com
 once per job slot in its own virtual environment (editable, with this interpreter's site packages);
 each mutant rewrites one line of it, and the unmutated copy runs first as the control (it must pass).
 A mutant is *caught* when the gate exits 1. Mutants declared equivalent carry the argument why no
-gate can catch them; one that is caught anyway is reported as such.
+gate can catch them; one that is caught anyway is reported as such. A mutant that names the unit test
+guarding it (``unit_test``) and that the gate misses has that test run on the mutated copy: CI runs the
+tests before the gate, so the two layers together are what a regression meets.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ["dfabench", "tasks", "leaderboard", "baselines", "setup.py", "pyproject.toml", "README.md", "LICENSE"]
+SHIPPED = ["dfabench", "tasks", "leaderboard", "baselines", "tests", "examples", "setup.py", "pyproject.toml",
+           "README.md", "LICENSE"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Mutant:
     new: str
     what: str
     equivalent: str = ""  # why no gate can see it ('' for a real regression)
+    unit_test: str = ""  # the pytest node that guards it, run when the gate misses it
 
 
 MUTANTS = [
@@ -80,8 +84,8 @@ MUTANTS = [
            "hybrid takes BP steps with probability 0.8 instead of 0.2"),
     # harness
     Mutant("half-the-batches", "harness", "dfabench/harness/runner.py",
-           "                losses.add(step, train_step(batch))",
-           "                if step % 2:\n                    continue\n                losses.add(step, train_step(batch))",
+           "                losses.add(step, meter(batch))",
+           "                if step % 2:\n                    continue\n                losses.add(step, meter(batch))",
            "the training loop skips every other batch, for every method"),
     Mutant("eval-in-train-mode", "harness", "dfabench/harness/runner.py",
            "    model.eval()\n    with torch.no_grad():\n        metrics = task.evaluate(model, data, split, hp)",
@@ -90,15 +94,18 @@ MUTANTS = [
     Mutant("test-at-last-epoch", "harness", "dfabench/harness/runner.py",
            "    if best_weights is not None:\n        model.load_state_dict(best_weights)",
            "    if False:\n        model.load_state_dict(best_weights)",
-           "the test metric is taken at the last epoch, not at the best validation point"),
+           "the test metric is taken at the last epoch, not at the best validation point",
+           unit_test="tests/test_harness.py::test_test_metrics_are_taken_at_the_best_validation_point"),
     # optimiser settings
     Mutant("weight-decay-dropped", "optimiser", "dfabench/harness/optim.py",
            'eps=getattr(hp, "adam_eps", 1e-8), weight_decay=hp.weight_decay, **extra)',
            'eps=getattr(hp, "adam_eps", 1e-8), weight_decay=0.0, **extra)',
-           "Adam ignores the configured weight decay"),
+           "Adam ignores the configured weight decay",
+           unit_test="tests/test_harness.py::test_the_optimiser_gets_every_configured_setting"),
     Mutant("betas-default", "optimiser", "dfabench/harness/optim.py",
            "return cls(params, lr=lr, betas=hp.betas,", "return cls(params, lr=lr, betas=(0.9, 0.999),",
-           "Adam ignores the configured betas (the LM's beta2 0.98 becomes 0.999)"),
+           "Adam ignores the configured betas (the LM's beta2 0.98 becomes 0.999)",
+           unit_test="tests/test_harness.py::test_the_optimiser_gets_every_configured_setting"),
     # task models
     Mutant("lm-no-positions", "task model", "tasks/lm/models.py",
            "self.embedding(input_ids) * math.sqrt(self.d_model) + self.positions[:length])",
@@ -175,6 +182,13 @@ def gate(pkg: Path, venv: Path, results: Path) -> tuple[int, list[str], float]:
     return done.returncode, fails, time.perf_counter() - start
 
 
+def unit_test(pkg: Path, venv: Path, node: str) -> int:
+    """The mutant's unit test in the copy: pytest's exit code (1: it fails on the mutant, so it is caught)."""
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    return subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
+                          cwd=pkg, env=env, capture_output=True, text=True).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1, help="mutants gated at once (one slot each)")
@@ -214,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 apply(pkg, pkg.parent / "pristine", mutant)
                 results = pkg.parent / f"results-{mutant.name if mutant else 'control'}"
-                return mutant, gate(pkg, venv, results)
+                outcome = gate(pkg, venv, results)
+                tested = (unit_test(pkg, venv, mutant.unit_test)
+                          if mutant is not None and mutant.unit_test and outcome[0] == 0 else None)
+                return mutant, (*outcome, tested)
             finally:
                 with lock:
                     free.append(slot)
@@ -223,12 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = []
         with ThreadPoolExecutor(len(slots)) as pool:
             # the control (a gate that fails the unmutated code catches nothing) is submitted first
-            for mutant, (code, fails, seconds) in pool.map(one, chosen):
+            for mutant, (code, fails, seconds, tested) in pool.map(one, chosen):
                 if mutant is None:
                     control = (code, fails, seconds)
                     say(f"control (no mutation): exit {code} in {seconds:.0f} s" + "".join(f"\n    FAIL {f}" for f in fails))
                     continue
-                outcomes.append((mutant, code))
+                outcomes.append((mutant, code, tested))
                 kind = "equivalent" if mutant.equivalent else "regression"
                 verdict = "CAUGHT" if code == 1 else "missed" if code == 0 else "ERROR"
                 say(f"{verdict:7} {mutant.name} [{mutant.area}; {kind}] {mutant.what} ({mutant.path}); "
@@ -239,15 +256,22 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"    ... {len(fails) - 4} more")
                 if mutant.equivalent:
                     say(f"    equivalent because: {mutant.equivalent}")
-    real = [(m, c) for m, c in outcomes if not m.equivalent]
-    caught = sum(c == 1 for _, c in real)
-    equivalent = [m.name for m, _ in outcomes if m.equivalent]
-    say(f"mutation score: {caught} of {len(real)} non-equivalent mutants caught"
+                if tested is not None:
+                    say(f"    its unit test {mutant.unit_test}: "
+                        + ("fails on the mutant: caught by the tests" if tested == 1 else f"exit {tested}: NOT caught"))
+    real = [(m, c, t) for m, c, t in outcomes if not m.equivalent]
+    caught = sum(c == 1 for _, c, _ in real)
+    by_tests = [m.name for m, c, t in real if c != 1 and t == 1]
+    missed = [m.name for m, c, t in real if c != 1 and t != 1]
+    equivalent = [m.name for m, _, _ in outcomes if m.equivalent]
+    say(f"mutation score: the gate catches {caught} of {len(real)} non-equivalent mutants"
+        + (f"; their unit tests catch {len(by_tests)} more ({', '.join(by_tests)})" if by_tests else "")
+        + (f"; missed by both: {', '.join(missed)}" if missed else "; none is missed by both")
         + (f"; equivalent, not counted: {', '.join(equivalent)}" if equivalent else "")
         + f"; control {'passed' if control[0] == 0 else 'FAILED'}")
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
-    return 0 if control[0] == 0 and caught == len(real) else 1
+    return 0 if control[0] == 0 and not missed else 1
 
 
 if __name__ == "__main__":

@@ -277,8 +277,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_records(args: argparse.Namespace) -> int:
     from .guards.records_check import check
+    from .guards.rerun import rerun_command
 
-    report = check(Path(args.folder), tuple(m for m in (args.need_methods or "").split(",") if m), args.domain)
+    if args.action == "rerun":
+        _check_device(args.device, will_run=not args.dry_run)
+        return rerun_command(Path(args.folder), args.device, dry_run=args.dry_run)
+    report = check(Path(args.folder), tuple(m for m in (args.need_methods or "").split(",") if m), args.domain,
+                   clean=args.clean)
     for line in report.violations:
         print(line)
     print(report.summary())
@@ -450,12 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-run", action="store_true", help="only rewrite the README from existing records")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("records", help="check that the run records under FOLDER keep the record contract "
-                                       "(exit 1 on a violation)")
-    p.add_argument("action", choices=["check"])
+    p = sub.add_parser("records", help="check: do the run records under FOLDER keep the record contract (exit 1 "
+                                       "on a violation); rerun: make again, from this checkout, the records of "
+                                       "FOLDER that came from a modified tree")
+    p.add_argument("action", choices=["check", "rerun"])
     p.add_argument("folder", metavar="FOLDER")
-    p.add_argument("--need-methods", help="comma-separated methods every cell must hold an ok run of")
-    p.add_argument("--domain", help="only this domain's records")
+    p.add_argument("--need-methods", help="check: comma-separated methods every cell must hold an ok run of")
+    p.add_argument("--domain", help="check: only this domain's records")
+    p.add_argument("--clean", action="store_true", help="check: a record made from a modified tree is a violation")
+    p.add_argument("--dry-run", action="store_true", help="rerun: list them, run nothing")
+    p.add_argument("--device", default="cpu", help="rerun: the device to run on (default cpu)")
     p.set_defaults(func=cmd_records)
 
     p = sub.add_parser("docs", help="rebuild the generated pages docs/results.md (from the records) and docs/engine.md "

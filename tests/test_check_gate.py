@@ -91,6 +91,28 @@ def test_lost_feedback_fails_the_margin_over_shallow():
     assert any(line.startswith(f"{CELL}: dfa−shallow") and "worse" in line for line in failures(_records(lost), ref))
 
 
+ALIGNED = {"dfa": [0.48, 0.52, 0.45, 0.50]}  # cosines of DFA's hidden updates with BP's gradient, per seed
+
+
+def _with_alignment(records: list[dict], cosines: dict[str, list[float]]) -> list[dict]:
+    for r in records:
+        if r["method"] in cosines:
+            r["alignment"] = {"mean_grad_cos": cosines[r["method"]][r["seed"]]}
+    return records
+
+
+def test_a_noisier_feedback_path_fails_on_the_alignment_though_the_metric_holds():
+    """The alignment is guarded like a metric: a feedback path that lost some of its signal moves it
+    (here by a third) while the accuracy stays put; a run that stops measuring it fails too."""
+    ref = reference(_with_alignment(_records(HEALTHY), ALIGNED))
+    assert ref["cells"][CELL]["quantities"]["dfa alignment"]["values"] == ALIGNED["dfa"]
+    assert failures(_with_alignment(_records(HEALTHY), ALIGNED), ref) == []
+    noisier = {"dfa": [c - 0.16 for c in ALIGNED["dfa"]]}
+    lines = failures(_with_alignment(_records(HEALTHY), noisier), ref)
+    assert len(lines) == 1 and lines[0].startswith(f"{CELL}: dfa alignment") and "worse by 0.16" in lines[0]
+    assert failures(_records(HEALTHY), ref) == [f"{CELL}: dfa alignment: recorded, but the new runs measure none"]
+
+
 def test_failed_runs_missing_methods_and_floors():
     ref = reference(_records(HEALTHY))
     crashed = _records(HEALTHY)[:-1] + [_rec("shallow", 3, float("nan"), status="diverged")]

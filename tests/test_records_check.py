@@ -9,7 +9,8 @@ from records import valid_record
 
 
 def full_record(id="r1", method="bp", **fields) -> dict:
-    return valid_record(id, method=method, hparams={}, history=[], timings={}, provenance={}, **fields)
+    return valid_record(id, **{"method": method, "hparams": {}, "history": [], "timings": {}, "provenance": {},
+                               **fields})
 
 
 def write(folder, records):
@@ -53,3 +54,44 @@ def test_domain_keeps_one_domains_records(tmp_path, capsys):
     write(tmp_path, [full_record("a"), full_record("b", domain="other", metrics={"test": {}})])
     assert main(["records", "check", str(tmp_path), "--domain", "d"]) == 0
     assert capsys.readouterr().out.startswith("1 records, 1 cells")
+
+
+def test_clean_names_the_records_made_from_a_modified_tree(tmp_path, capsys):
+    write(tmp_path, [full_record("kept", provenance={"commit": "c0ffee", "dirty": False}),
+                     full_record("edited", seed=1, provenance={"commit": "c0ffee", "dirty": True})])
+    assert main(["records", "check", str(tmp_path)]) == 0
+    assert main(["records", "check", str(tmp_path), "--clean"]) == 1
+    out = capsys.readouterr().out
+    assert "edited.json: made from a modified working tree" in out and "kept.json" not in out
+
+
+def test_rerun_makes_a_modified_tree_record_again_from_a_clean_checkout(tmp_path, capsys, monkeypatch):
+    """The record is re-run from its own configuration: same id, same value (same machine), clean
+    provenance; from a modified checkout nothing runs and nothing is touched."""
+    from dfabench.harness.provenance import git_state
+
+    results = tmp_path / "r"
+    assert main(["run", "mlp/digits/mlp", "--method", "dfa", "--seeds", "1", "--scale", "smoke",
+                 "--results", str(results)]) == 0
+    path = next((results / "runs").glob("*.json"))
+    made = json.loads(path.read_text())
+    made["provenance"]["dirty"] = True
+    path.write_text(json.dumps(made))
+    try:
+        monkeypatch.setenv("DFABENCH_GIT_COMMIT", "c0ffee")
+        monkeypatch.setenv("DFABENCH_GIT_DIRTY", "1")
+        git_state.cache_clear()
+        assert main(["records", "rerun", str(results)]) == 2
+        assert "this checkout is modified" in capsys.readouterr().err
+        assert json.loads(path.read_text())["provenance"]["dirty"] is True
+        assert main(["records", "rerun", str(results), "--dry-run"]) == 0
+        assert capsys.readouterr().out.startswith(made["id"])
+        monkeypatch.setenv("DFABENCH_GIT_DIRTY", "0")
+        git_state.cache_clear()
+        assert main(["records", "rerun", str(results)]) == 0
+    finally:
+        git_state.cache_clear()
+    again = json.loads(path.read_text())
+    assert again["id"] == made["id"] and again["provenance"] == {**again["provenance"], "commit": "c0ffee", "dirty": False}
+    assert again["metrics"]["test"] == made["metrics"]["test"]
+    assert main(["records", "check", str(results), "--clean"]) == 0

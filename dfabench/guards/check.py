@@ -1,8 +1,10 @@
 """The regression gate: compare fresh runs with a recorded reference, with tolerances from the seeds.
 
 ``reference(records)`` keeps, per cell (domain/dataset/model), each method's value per seed, and
-from them three kinds of *quantity*: each method's own metric (BP's included), each method's gap to
-BP paired by seed, and DFA's margin over shallow paired by seed. ``failures(records, ref)`` re-derives
+from them four kinds of *quantity*: each method's own metric (BP's included), each method's gap to
+BP paired by seed, DFA's margin over shallow paired by seed, and, where the runs measure it, each
+method's alignment with BP's gradient at the end of training (``alignment.mean_grad_cos``: the
+mechanism itself, which a damaged feedback path moves well before the metric does). ``failures(records, ref)`` re-derives
 the same quantities from fresh runs of the same seeds and lists, one line each:
 
 * a run that is not ok (diverged, timeout, error), or a cell with no ok runs;
@@ -45,6 +47,15 @@ def _cell(record: dict) -> str:
     return f"{record['domain']}/{record['dataset']}/{record['model']}"
 
 
+def _alignment(record: dict) -> float:
+    """The run's last measured cosine between its hidden layers' updates and BP's gradient (nan: none)."""
+    value = (record.get("alignment") or {}).get("mean_grad_cos")
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+
+ALIGNMENT = " alignment"  # the suffix of an alignment quantity's name ('dfa alignment')
+
+
 def _value(record: dict) -> float:
     metric = record.get("primary_metric")
     value = ((record.get("metrics") or {}).get("test") or {}).get(metric)
@@ -57,17 +68,21 @@ def _gate_records(records: Iterable[dict]) -> list[dict]:
 
 
 def _per_seed(records: list[dict]) -> dict[str, dict[str, Any]]:
-    """cell -> {'metric', 'higher_is_better', 'values': {method: {seed: value}}, 'specs', 'floors'}; ok runs."""
+    """cell -> {'metric', 'higher_is_better', 'values': {method: {seed: value}}, 'alignment' (the same,
+    where measured), 'specs', 'floors'}; ok runs."""
     cells: dict[str, dict[str, Any]] = {}
     for r in records:
         if r["status"] != "ok" or not math.isfinite(_value(r)):
             continue
         cell = cells.setdefault(_cell(r), {"metric": r["primary_metric"],
                                            "higher_is_better": bool(r.get("higher_is_better", True)),
-                                           "values": {}, "specs": {}, "floors": {}, "wall_s": 0.0})
+                                           "values": {}, "alignment": {}, "specs": {}, "floors": {},
+                                           "wall_s": 0.0})
         cell["wall_s"] += float((r.get("timings") or {}).get("wall_s") or 0.0)
         method = base_method(r["method"])
         cell["values"].setdefault(method, {})[int(r["seed"])] = _value(r)
+        if math.isfinite(_alignment(r)):
+            cell["alignment"].setdefault(method, {})[int(r["seed"])] = _alignment(r)
         if (r.get("method_origin") or {}).get("spec"):
             cell["specs"][method] = r["method_origin"]["spec"]
         floor = ((r.get("extras") or {}).get("floors") or {}).get(r["primary_metric"])
@@ -82,14 +97,17 @@ def _paired(values: dict[str, dict[int, float]], a: str, b: str) -> list[float]:
     return [x[s] - y[s] for s in sorted(set(x) & set(y))]
 
 
-def quantities(values: dict[str, dict[int, float]]) -> dict[str, list[float]]:
+def quantities(values: dict[str, dict[int, float]], alignment: dict[str, dict[int, float]] | None = None
+               ) -> dict[str, list[float]]:
     """The samples the gate compares: 'bp' (a method's metric per seed), 'dfa−bp' (paired gap),
-    'dfa−shallow' (DFA's margin over the shallow control)."""
+    'dfa−shallow' (DFA's margin over the shallow control), 'dfa alignment' (its final alignment with
+    BP's gradient, per seed, where measured)."""
     out = {m: [v[s] for s in sorted(v)] for m, v in sorted(values.items())}
     if "bp" in values:
         out.update({f"{m}−bp": _paired(values, m, "bp") for m in sorted(values) if m != "bp"})
     if "dfa" in values and "shallow" in values:
         out["dfa−shallow"] = _paired(values, "dfa", "shallow")
+    out.update({f"{m}{ALIGNMENT}": [v[s] for s in sorted(v)] for m, v in sorted((alignment or {}).items())})
     return {k: v for k, v in out.items() if v}
 
 
@@ -115,7 +133,7 @@ def reference(records: Iterable[dict], findings: dict[str, dict[str, dict]] | No
                 declared.setdefault(cell, {})[method] = dict(finding)
     cells = {}
     for cell, seen in sorted(_per_seed(records).items()):
-        qs = quantities(seen["values"])
+        qs = quantities(seen["values"], seen["alignment"])
         entry = {"metric": seen["metric"], "higher_is_better": seen["higher_is_better"],
                  "floors": seen["floors"],
                  "methods": sorted(seen["values"]),
@@ -200,10 +218,14 @@ def failures(records: Iterable[dict], ref: dict[str, Any]) -> list[str]:
             continue
         missing = sorted(set(entry["methods"]) - set(current["values"]))
         problems += [f"{cell}: {m}: no ok records to check" for m in missing]
-        new_qs = quantities(current["values"])
-        sign = 1.0 if entry["higher_is_better"] else -1.0  # gaps and margins follow the metric's direction
+        new_qs = quantities(current["values"], current["alignment"])
         for name, old in entry["quantities"].items():
+            # gaps and margins follow the metric's direction; an alignment is better higher
+            sign = 1.0 if entry["higher_is_better"] or name.endswith(ALIGNMENT) else -1.0
             new = new_qs.get(name)
+            if not new and name.endswith(ALIGNMENT) and name[:-len(ALIGNMENT)] in current["values"]:
+                problems.append(f"{cell}: {name}: recorded, but the new runs measure none")
+                continue
             if not new or old["n"] < 2 or len(new) < 2:
                 continue
             diff, se, dof = _welch(old["values"], new)

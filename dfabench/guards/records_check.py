@@ -5,7 +5,9 @@ run record (an object with ``domain`` and ``method``) must parse, carry the cont
 run writes: who the run is, its status and metrics, its history, timings and provenance) and pass the
 readers' schema (``harness.schema.problem``: an ``ok`` record holds a finite primary metric). With
 ``need_methods``, every cell must hold an ``ok`` run of each of them. One summary line per folder
-lists each cell's mean primary test metric per method.
+lists each cell's mean primary test metric per method. With ``clean``, a record made from a modified
+working tree (``provenance.dirty``: no commit reproduces it) is a violation too (`dfabench records
+rerun` makes it again).
 
 Exit codes (cli.py): 0 when every record keeps the contract, 1 on a violation (each named on its own
 line), 2 on bad input (no such folder).
@@ -40,7 +42,7 @@ class Report:
         return f"{self.records} records, {len(self.cells)} cells: " + "; ".join(parts)
 
 
-def check(folder: Path, need_methods: tuple[str, ...] = (), domain: str | None = None) -> Report:
+def check(folder: Path, need_methods: tuple[str, ...] = (), domain: str | None = None, clean: bool = False) -> Report:
     """Read every record under ``folder`` (recursively) and collect what breaks the contract."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -63,6 +65,9 @@ def check(folder: Path, need_methods: tuple[str, ...] = (), domain: str | None =
             report.violations.append(f"{path}: " + "; ".join(
                 ([f"lacks {', '.join(missing)}"] if missing else []) + ([why] if why else [])))
             continue
+        if clean and record["provenance"].get("dirty") is not False:
+            report.violations.append(f"{path}: made from a modified working tree (or no git checkout): no commit "
+                                     f"reproduces it; `dfabench records rerun` makes it again")
         cell = f"{record['domain']}/{record['dataset']}/{record['model']}"
         value = record["metrics"]["test"].get(record["primary_metric"]) if record["status"] == "ok" else None
         report.cells.setdefault(cell, {}).setdefault(record["method"], []).append(value)

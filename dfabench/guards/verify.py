@@ -212,13 +212,26 @@ def recorded_threads(provenance: dict) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def run_as_recorded(run, record: dict, store: Path, device: str) -> dict[str, Any]:
+    """Run ``run`` (``planned_from(record)``) on the record's own CPU thread count: a reduction's order, and so
+    the last digits of its numbers, depend on it. Returns the new record (not written)."""
+    import torch
+
+    from ..harness.runner import run_one
+
+    threads, before = recorded_threads(record.get("provenance", {})), torch.get_num_threads()
+    if threads and device == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        return run_one(run, store, device)
+    finally:
+        torch.set_num_threads(before)
+
+
 def verify_one(record: dict, store: Path, device: str, tolerance: tuple[dict[str, float], str] = ({}, "")
                ) -> dict[str, Any]:
     """Re-run one record into ``store``; its entry of verification.json (plus 'why' for the console).
     ``tolerance``: (per metric, its source) where the environment differs (``cell_tolerance``)."""
-    import torch
-
-    from ..harness.runner import run_one
     from ..harness.store import write_record
 
     recorded = compared(record)
@@ -227,13 +240,7 @@ def verify_one(record: dict, store: Path, device: str, tolerance: tuple[dict[str
     except ConfigError as err:
         return {"agree": False, "identical": False, "max_rel_diff": None,
                 "metrics": {k: [v, None] for k, v in recorded.items()}, "why": str(err)}
-    threads, before = recorded_threads(record.get("provenance", {})), torch.get_num_threads()
-    if threads and device == "cpu":
-        torch.set_num_threads(threads)
-    try:
-        rerun = run_one(run, store, device)
-    finally:
-        torch.set_num_threads(before)
+    rerun = run_as_recorded(run, record, store, device)
     write_record(store, rerun)
     now = compared(rerun)
     names = sorted(set(recorded) | set(now))

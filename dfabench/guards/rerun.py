@@ -1,0 +1,63 @@
+"""`dfabench records rerun FOLDER`: make again, from this checkout, the records that came from a modified tree.
+
+A record whose provenance says ``dirty: true`` was made from uncommitted code: no commit reproduces it.
+This re-runs each such record from its own recorded configuration (the path `verify` takes: same id,
+same seed, its recorded thread count) and writes the new record over it, so every table that read the
+old one reads the new one. It refuses to start from a modified checkout (the new records would be no
+better), and names, without touching them, the records whose configuration no longer gives their id.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def modified_tree_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records made from a modified working tree, cheapest (by recorded wall time) first."""
+    dirty = [r for r in records if (r.get("provenance") or {}).get("dirty")]
+    return sorted(dirty, key=lambda r: (float((r.get("timings") or {}).get("wall_s") or 0.0), r["id"]))
+
+
+def rerun_command(results: Path, device: str = "cpu", dry_run: bool = False) -> int:
+    """Re-run ``results``' modified-tree records in place; 0 when every one was made again and is ok."""
+    from tqdm.auto import tqdm
+
+    from ..harness.provenance import git_state
+    from ..harness.store import iter_records, write_record
+    from .verify import planned_from, run_as_recorded
+
+    if not (results / "runs").is_dir():
+        raise ConfigError(f"no run records under {results}/runs")
+    todo = modified_tree_records(list(iter_records(results)))
+    hours = sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in todo) / 3600
+    print(f"records rerun: {len(todo)} record(s) of {results} were made from a modified tree "
+          f"(recorded wall time {hours:.2f} h)", file=sys.stderr)
+    if dry_run or not todo:
+        for r in todo:
+            print(f"{r['id']} {r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed {r['seed']}")
+        return 0
+    state = git_state()
+    if not state.get("commit") or state.get("dirty"):
+        raise ConfigError("this checkout is modified (or not a git checkout): commit first, so that a commit "
+                          "reproduces the new records")
+    left = []
+    for record in tqdm(todo, desc="rerun", unit="run"):
+        try:
+            run = planned_from(record)
+        except ConfigError as err:
+            left.append(f"{record['id']}: {err}")
+            continue
+        new = run_as_recorded(run, record, results, device)
+        write_record(results, new)
+        metric = record.get("primary_metric")
+        old_value, new_value = ((x.get("metrics") or {}).get("test", {}).get(metric) for x in (record, new))
+        print(f"{record['id']} {record['domain']}/{record['dataset']}/{record['model']} {record['method']} "
+              f"seed {record['seed']}: {new['status']}, {metric} {old_value} -> {new_value}", flush=True)
+        if new["status"] != "ok":
+            left.append(f"{record['id']}: the new run is {new['status']}")
+    for line in left:
+        print(f"not made again: {line}", file=sys.stderr)
+    return 1 if left else 0
