@@ -88,7 +88,7 @@ def test_rerun_makes_a_modified_tree_record_again_from_a_clean_checkout(tmp_path
         assert capsys.readouterr().out.startswith(made["id"])
         monkeypatch.setenv("DFABENCH_GIT_DIRTY", "0")
         git_state.cache_clear()
-        assert main(["records", "rerun", str(results)]) == 0
+        assert main(["records", "rerun", str(tmp_path)]) == 0  # every results folder below it
     finally:
         git_state.cache_clear()
     again = json.loads(path.read_text())

@@ -21,30 +21,37 @@ def modified_tree_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]
     return sorted(dirty, key=lambda r: (float((r.get("timings") or {}).get("wall_s") or 0.0), r["id"]))
 
 
-def rerun_command(results: Path, device: str = "cpu", dry_run: bool = False) -> int:
-    """Re-run ``results``' modified-tree records in place; 0 when every one was made again and is ok."""
+def results_folders(folder: Path) -> list[Path]:
+    """``folder`` and every results folder below it (one with a ``runs/``): a tuning sweep keeps one per trial."""
+    return sorted({runs.parent for runs in Path(folder).rglob("runs") if runs.is_dir()})
+
+
+def rerun_command(folder: Path, device: str = "cpu", dry_run: bool = False) -> int:
+    """Re-run the modified-tree records of ``folder`` and of every results folder below it, in place; 0 when
+    every one was made again and is ok."""
     from tqdm.auto import tqdm
 
     from ..harness.provenance import git_state
     from ..harness.store import iter_records, write_record
     from .verify import planned_from, run_as_recorded
 
-    if not (results / "runs").is_dir():
-        raise ConfigError(f"no run records under {results}/runs")
-    todo = modified_tree_records(list(iter_records(results)))
-    hours = sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in todo) / 3600
-    print(f"records rerun: {len(todo)} record(s) of {results} were made from a modified tree "
-          f"(recorded wall time {hours:.2f} h)", file=sys.stderr)
+    folders = results_folders(folder)
+    if not folders:
+        raise ConfigError(f"no run records under {folder} (no runs/ folder)")
+    todo = [(results, r) for results in folders for r in modified_tree_records(list(iter_records(results)))]
+    hours = sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for _, r in todo) / 3600
+    print(f"records rerun: {len(todo)} record(s) in {len(folders)} results folder(s) of {folder} were made from "
+          f"a modified tree (recorded wall time {hours:.2f} h)", file=sys.stderr)
     if dry_run or not todo:
-        for r in todo:
-            print(f"{r['id']} {r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed {r['seed']}")
+        for results, r in todo:
+            print(f"{r['id']} {r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed {r['seed']} ({results})")
         return 0
     state = git_state()
     if not state.get("commit") or state.get("dirty"):
         raise ConfigError("this checkout is modified (or not a git checkout): commit first, so that a commit "
                           "reproduces the new records")
     left = []
-    for record in tqdm(todo, desc="rerun", unit="run"):
+    for results, record in tqdm(todo, desc="rerun", unit="run"):
         try:
             run = planned_from(record)
         except ConfigError as err:
