@@ -307,6 +307,30 @@ def test_methods_a_task_cannot_offer_are_skipped_with_a_reason():
     assert [r.method for r in mlp_runs] == ["fa"] and not mlp_notes
 
 
+def test_a_checkout_is_dirty_when_its_code_differs_and_not_when_its_records_do(tmp_path):
+    """Records written into a checkout's results/ (re-runs of committed ones) leave it clean: the code is
+    still its commit's; an edited module makes it dirty."""
+    import subprocess
+
+    from dfabench.harness.provenance import checkout_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "results" / "runs").mkdir(parents=True)
+    (tmp_path / "results" / "runs" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    assert checkout_state(tmp_path)["dirty"] is False
+    (tmp_path / "results" / "runs" / "a.json").write_text('{"again": 1}')
+    assert checkout_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert checkout_state(tmp_path)["dirty"] is True
+    assert checkout_state(tmp_path / "nowhere") == {"commit": None, "dirty": None}
+
+
 def test_provenance_of_a_copy_without_git_comes_from_the_environment(monkeypatch):
     from dfabench.harness import provenance
 

@@ -16,6 +16,11 @@ import torch
 import dfabench
 
 
+# What a run writes, not what it computes: records in a results folder of the checkout (committed ones
+# among them) do not make the code differ from its commit.
+NOT_CODE = (":(exclude)results",)
+
+
 @functools.lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
     """Commit and dirty flag of the checkout dfabench runs from (None when installed from a wheel).
@@ -26,12 +31,17 @@ def git_state() -> dict[str, Any]:
     if os.environ.get("DFABENCH_GIT_COMMIT"):
         return {"commit": os.environ["DFABENCH_GIT_COMMIT"],
                 "dirty": os.environ.get("DFABENCH_GIT_DIRTY", "") not in ("", "0", "false")}
-    root = Path(dfabench.__file__).resolve().parent.parent
+    return checkout_state(Path(dfabench.__file__).resolve().parent.parent)
+
+
+def checkout_state(root: Path) -> dict[str, Any]:
+    """The commit of the git checkout at ``root`` and whether its tracked files differ from it, records
+    under ``results/`` aside."""
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10, check=True).stdout
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", *NOT_CODE], capture_output=True, text=True, timeout=10, check=True).stdout
         return {"commit": commit, "dirty": bool(status.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
