@@ -221,8 +221,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """`dfabench check --scale S`: run what the reference covers and is missing, then exit 1 with one
     line per problem (0 when clean)."""
-    from .guards.check import check
+    from .guards.check import check, describe_table, load_reference
 
+    if args.describe:
+        sys.stdout.write(describe_table(load_reference(Path(args.baselines), args.scale)))
+        return 0
     _check_device(args.device, will_run=not args.no_run)
     results = existing_results(Path(args.results)) if args.no_run else writable_results(Path(args.results))
     return check(results, args.scale, Path(args.baselines), run=not args.no_run, device=args.device,
@@ -417,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-fast", action="store_true", help="run and check the cells one at a time, cheapest first, "
                                                             "and stop at the first failing one (the same exit status)")
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda: where the missing runs train")
+    p.add_argument("--describe", action="store_true", help="print how sharp the reference is (the smallest shift "
+                                                           "each cell detects) and run nothing")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("reproduce", help="run the paper's suite at a scale, then write its tables and figures "

@@ -265,3 +265,33 @@ def test_baseline_record_refuses_an_undeclared_method_on_its_floor(tmp_path, cap
     assert math.isclose(ref["cells"]["lm/kjv/gpt2-preln"]["quantities"]["dfa"]["mean"], 187.5)
     assert main(args) == 0  # re-recorded without --finding: the declared finding is kept
     assert "findings" in json.loads((tmp_path / "b" / "gate" / "reference.json").read_text())["cells"]["lm/kjv/gpt2-preln"]
+
+
+def test_the_readme_quotes_how_sharp_the_committed_gate_is(capsys, monkeypatch):
+    """The README's table of detectable shifts is what `dfabench check --describe` prints for the
+    committed reference (re-recording the reference without updating the README fails here)."""
+    import re
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    found = re.findall(r"<!-- gate: dfabench (.+?) -->\n```\n(.*?)```\n", (root / "README.md").read_text(), flags=re.S)
+    assert len(found) == 1, "the README quotes the gate's sharpness once, as a generated block"
+    args, quoted = found[0]
+    monkeypatch.chdir(root)
+    assert main(shlex.split(args)) == 0
+    assert capsys.readouterr().out == quoted, f"re-run `dfabench {args}` and paste its output into the README"
+
+
+def test_every_committed_gate_cell_separates_bp_dfa_and_shallow_with_its_seeds():
+    """A cell that cannot tell its methods apart can detect nothing: in the committed reference every
+    paired gap to BP and DFA's margin over shallow has a 95% t-interval that excludes 0, and every
+    domain is covered."""
+    from scipy import stats
+
+    ref = json.loads((Path(__file__).resolve().parents[1] / "baselines" / "gate" / "reference.json").read_text())
+    assert {cell.split("/")[0] for cell in ref["cells"]} == {"mlp", "graph", "ctr", "vision", "nerf", "lm"}
+    for cell, entry in ref["cells"].items():
+        for name, q in entry["quantities"].items():
+            if "−" in name:
+                half = stats.t.ppf(0.975, q["n"] - 1) * q["std"] / math.sqrt(q["n"])
+                assert abs(q["mean"]) > half, (cell, name, q["mean"], half)

@@ -286,6 +286,31 @@ def describe(ref: dict[str, Any]) -> list[str]:
     return lines
 
 
+def describe_table(ref: dict[str, Any]) -> str:
+    """The gate's sharpness as a markdown table: per cell, its seeds and the smallest shift it detects in
+    BP's metric, DFA's gap to BP, DFA's margin over shallow, DFA's alignment, and the further methods'
+    own metric (`dfabench check --describe`; the README quotes it)."""
+    found = detectable(ref)
+
+    def shift(cell: str, name: str) -> str:
+        return f"{found[cell][name]:.3g}" if name in found.get(cell, {}) else "—"
+
+    lines = [f"{n_tests(ref)} one-sided tests at level {ref.get('per_test_level', per_test_level(ref)):.2g} each "
+             f"(family-wise {ref.get('family_level', FAMILY_LEVEL)}); the smallest shift each detects, in the "
+             f"metric's units (an alignment is a cosine):", "",
+             "| cell (metric) | seeds | bp | dfa−bp | dfa−shallow | dfa alignment | further methods |",
+             "|---|---|---|---|---|---|---|"]
+    for cell, entry in sorted(ref["cells"].items()):
+        # a method with no BP beside it (a declared finding's cell) is guarded on its own metric
+        own = [m for m in entry["methods"] if m not in ("bp", "shallow") and (m != "dfa" or "bp" not in entry["methods"])]
+        further = ", ".join(f"{m} {shift(cell, m)}" for m in own)
+        declared = "; ".join(f"finding: {m} on its floor" for m in (entry.get("findings") or {}))
+        lines.append(f"| `{cell}` ({entry['metric']}) | {len(entry['seeds'])} | {shift(cell, 'bp')} | {shift(cell, 'dfa−bp')} | "
+                     f"{shift(cell, 'dfa−shallow')} | {shift(cell, 'dfa alignment')} | "
+                     f"{'; '.join(x for x in (further, declared) if x) or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
 # --- the commands -----------------------------------------------------------------------------------
 
 def reference_path(baselines: Path, scale: str) -> Path:
@@ -375,13 +400,7 @@ def outside_methods(items: list[str]) -> dict[str, str]:
     return out
 
 
-def check(results: Path, scale: str, baselines: Path, run: bool = True, device: str = "cpu",
-          methods: list[str] | None = None, fail_fast: bool = False) -> int:
-    """The gate: run what the reference covers and ``results`` lacks (the same path as `dfabench run`),
-    cheapest cell first, print each cell's detectable shift and one line per problem, and return the
-    exit code (1 on any problem). ``methods``: where the reference's outside methods are now, matched
-    by name. ``fail_fast``: check each cell once it has run and stop at the first failing one (the
-    verdict is the same: cells are judged independently, at the whole reference's level)."""
+def load_reference(baselines: Path, scale: str) -> dict[str, Any]:
     from ..errors import ConfigError
 
     ref_path = reference_path(baselines, scale)
@@ -391,6 +410,18 @@ def check(results: Path, scale: str, baselines: Path, run: bool = True, device: 
     if ref.get("format") != FORMAT:
         raise ConfigError(f"{ref_path} is an old reference (no per-seed values); record it again with "
                           f"`dfabench baseline record --scale {scale}`")
+    return ref
+
+
+def check(results: Path, scale: str, baselines: Path, run: bool = True, device: str = "cpu",
+          methods: list[str] | None = None, fail_fast: bool = False) -> int:
+    """The gate: run what the reference covers and ``results`` lacks (the same path as `dfabench run`),
+    cheapest cell first, print each cell's detectable shift and one line per problem, and return the
+    exit code (1 on any problem). ``methods``: where the reference's outside methods are now, matched
+    by name. ``fail_fast``: check each cell once it has run and stop at the first failing one (the
+    verdict is the same: cells are judged independently, at the whole reference's level)."""
+    ref_path = reference_path(baselines, scale)
+    ref = load_reference(baselines, scale)
     given = outside_methods(methods or [])
     for line in describe(ref):
         print(line, flush=True)

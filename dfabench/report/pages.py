@@ -87,7 +87,7 @@ BENCH = {
     "report-identity.txt": ("The reporting refactor against the code before it: every output compared",
                             "python benchmarks/report_outputs.py OUT at both commits, then diff -r"),
     "gate-mutants.txt": ("The regression gate's mutation test: one realistic bug at a time, the gate as CI runs it "
-                         "(docs/gate.md)", "python benchmarks/gate_mutants.py --jobs 3 --out results/bench/gate-mutants.txt"),
+                         "(docs/gate.md)", "python benchmarks/gate_mutants.py --jobs 2 --out results/bench/gate-mutants.txt"),
 }
 
 
