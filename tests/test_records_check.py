@@ -3,6 +3,7 @@ checkout). Each breakage of a record is one violation line and exit 1; a missing
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from dfabench.cli import main
 from records import valid_record
@@ -95,3 +96,21 @@ def test_rerun_makes_a_modified_tree_record_again_from_a_clean_checkout(tmp_path
     assert again["id"] == made["id"] and again["provenance"] == {**again["provenance"], "commit": "c0ffee", "dirty": False}
     assert again["metrics"]["test"] == made["metrics"]["test"]
     assert main(["records", "check", str(results), "--clean"]) == 0
+
+
+# Hyper-parameter trials from a modified tree that stay (results/tuning/README.md says why, folder by
+# folder): the CTR generator sweeps and an LM run that no commit can make again, and NeRF trials not yet
+# re-run (`dfabench records rerun results/tuning`, about two core-hours). The number may only fall.
+TUNING_LEFT_FROM_A_MODIFIED_TREE = 118
+
+
+def test_no_committed_record_comes_from_a_modified_tree():
+    from dfabench.guards.records_check import check
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "bench"):
+        modified = [v for v in check(folder, clean=True).violations if "modified working tree" in v]
+        if folder.name == "tuning":
+            assert len(modified) <= TUNING_LEFT_FROM_A_MODIFIED_TREE, modified[:3]
+        else:
+            assert modified == [], modified[:3]
