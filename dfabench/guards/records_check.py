@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..harness.schema import problem
+from .rerun import from_a_modified_tree
 
 # What a record written by `dfabench run` always holds (the schema lets older readers skip some).
 CONTRACT = ("id", "domain", "dataset", "model", "method", "scale", "seed", "hparams", "status", "metrics",
@@ -65,7 +66,7 @@ def check(folder: Path, need_methods: tuple[str, ...] = (), domain: str | None =
             report.violations.append(f"{path}: " + "; ".join(
                 ([f"lacks {', '.join(missing)}"] if missing else []) + ([why] if why else [])))
             continue
-        if clean and record["provenance"].get("dirty") is not False:
+        if clean and from_a_modified_tree(record):
             report.violations.append(f"{path}: made from a modified working tree (or no git checkout): no commit "
                                      f"reproduces it; `dfabench records rerun` makes it again")
         cell = f"{record['domain']}/{record['dataset']}/{record['model']}"

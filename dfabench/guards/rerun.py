@@ -15,9 +15,14 @@ from typing import Any
 from ..errors import ConfigError
 
 
+def from_a_modified_tree(record: dict[str, Any]) -> bool:
+    """No commit reproduces it: made from a modified checkout, or from none (``dirty`` not false)."""
+    return (record.get("provenance") or {}).get("dirty") is not False
+
+
 def modified_tree_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records made from a modified working tree, cheapest (by recorded wall time) first."""
-    dirty = [r for r in records if (r.get("provenance") or {}).get("dirty")]
+    dirty = [r for r in records if from_a_modified_tree(r)]
     return sorted(dirty, key=lambda r: (float((r.get("timings") or {}).get("wall_s") or 0.0), r["id"]))
 
 
