@@ -5,9 +5,10 @@ run record (an object with ``domain`` and ``method``) must parse, carry the cont
 run writes: who the run is, its status and metrics, its history, timings and provenance) and pass the
 readers' schema (``harness.schema.problem``: an ``ok`` record holds a finite primary metric). With
 ``need_methods``, every cell must hold an ``ok`` run of each of them. One summary line per folder
-lists each cell's mean primary test metric per method. With ``clean``, a record made from a modified
-working tree (``provenance.dirty``: no commit reproduces it) is a violation too (`dfabench records
-rerun` makes it again).
+lists each cell's mean primary test metric per method. With ``clean``, a record no commit of the
+checkout holding DIR reproduces is a violation too: one made from a modified working tree
+(``provenance.dirty``), or at a commit outside that checkout's history (checked where the history is
+whole: not in a shallow clone). `dfabench records rerun` makes them again.
 
 Exit codes (cli.py): 0 when every record keeps the contract, 1 on a violation (each named on its own
 line), 2 on bad input (no such folder).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..harness.schema import problem
-from .rerun import from_a_modified_tree
+from .rerun import history_of, why_not_reproducible
 
 # What a record written by `dfabench run` always holds (the schema lets older readers skip some).
 CONTRACT = ("id", "domain", "dataset", "model", "method", "scale", "seed", "hparams", "status", "metrics",
@@ -49,6 +50,7 @@ def check(folder: Path, need_methods: tuple[str, ...] = (), domain: str | None =
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such folder")
     report = Report()
+    history = history_of(folder) if clean else None
     for path in sorted(folder.rglob("*.json")):
         try:
             record = json.loads(path.read_text())
@@ -66,9 +68,8 @@ def check(folder: Path, need_methods: tuple[str, ...] = (), domain: str | None =
             report.violations.append(f"{path}: " + "; ".join(
                 ([f"lacks {', '.join(missing)}"] if missing else []) + ([why] if why else [])))
             continue
-        if clean and from_a_modified_tree(record):
-            report.violations.append(f"{path}: made from a modified working tree (or no git checkout): no commit "
-                                     f"reproduces it; `dfabench records rerun` makes it again")
+        if clean and (why := why_not_reproducible(record, history)):
+            report.violations.append(f"{path}: {why}; `dfabench records rerun` makes it again")
         cell = f"{record['domain']}/{record['dataset']}/{record['model']}"
         value = record["metrics"]["test"].get(record["primary_metric"]) if record["status"] == "ok" else None
         report.cells.setdefault(cell, {}).setdefault(record["method"], []).append(value)

@@ -1,13 +1,16 @@
-"""`dfabench records rerun FOLDER`: make again, from this checkout, the records that came from a modified tree.
+"""`dfabench records rerun FOLDER`: make again, from this checkout, the records no commit of it reproduces.
 
 A record whose provenance says ``dirty: true`` was made from uncommitted code: no commit reproduces it.
-This re-runs each such record from its own recorded configuration (the path `verify` takes: same id,
-same seed, its recorded thread count) and writes the new record over it, so every table that read the
-old one reads the new one. It refuses to start from a modified checkout (the new records would be no
-better), and names, without touching them, the records whose configuration no longer gives their id.
+A record made at a commit that is not in the history of the checkout holding it (a branch's commit
+lost in a rebase) names code nobody can check out from here. This re-runs each such record from its
+own recorded configuration (the path `verify` takes: same id, same seed, its recorded thread count) and
+writes the new record over it, so every table that read the old one reads the new one. It refuses to
+start from a modified checkout (the new records would be no better), and names, without touching them,
+the records whose configuration no longer gives their id.
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,10 +23,34 @@ def from_a_modified_tree(record: dict[str, Any]) -> bool:
     return (record.get("provenance") or {}).get("dirty") is not False
 
 
-def modified_tree_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records made from a modified working tree, cheapest (by recorded wall time) first."""
-    dirty = [r for r in records if from_a_modified_tree(r)]
-    return sorted(dirty, key=lambda r: (float((r.get("timings") or {}).get("wall_s") or 0.0), r["id"]))
+def history_of(folder: Path) -> frozenset[str] | None:
+    """Every commit reachable from HEAD in the git checkout holding ``folder``; None when that cannot be
+    known (no git, no checkout, or a shallow clone whose history is cut off)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout
+    try:
+        if git("rev-parse", "--is-shallow-repository").strip() != "false":
+            return None
+        return frozenset(git("rev-list", "HEAD").split())
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def why_not_reproducible(record: dict[str, Any], history: frozenset[str] | None) -> str | None:
+    """Why no commit in ``history`` (``history_of``; None: not checked) makes ``record`` again, or None."""
+    if from_a_modified_tree(record):
+        return "made from a modified working tree (or no git checkout): no commit reproduces it"
+    commit = (record.get("provenance") or {}).get("commit") or ""
+    if history is not None and commit not in history and not any(c.startswith(commit) for c in history):
+        return f"made at commit {commit[:12]}, which is not in this checkout's history (a rebased branch's?)"
+    return None
+
+
+def records_to_remake(records: list[dict[str, Any]], history: frozenset[str] | None) -> list[dict[str, Any]]:
+    """The records ``why_not_reproducible`` names, cheapest (by recorded wall time) first."""
+    todo = [r for r in records if why_not_reproducible(r, history)]
+    return sorted(todo, key=lambda r: (float((r.get("timings") or {}).get("wall_s") or 0.0), r["id"]))
 
 
 def results_folders(folder: Path) -> list[Path]:
@@ -32,8 +59,9 @@ def results_folders(folder: Path) -> list[Path]:
 
 
 def rerun_command(folder: Path, device: str = "cpu", dry_run: bool = False) -> int:
-    """Re-run the modified-tree records of ``folder`` and of every results folder below it, in place; 0 when
-    every one was made again and is ok."""
+    """Re-run the records of ``folder`` and of every results folder below it that no commit in this
+    checkout's history reproduces (``why_not_reproducible``), in place; 0 when every one was made again
+    and is ok."""
     from tqdm.auto import tqdm
 
     from ..harness.provenance import git_state
@@ -43,10 +71,12 @@ def rerun_command(folder: Path, device: str = "cpu", dry_run: bool = False) -> i
     folders = results_folders(folder)
     if not folders:
         raise ConfigError(f"no run records under {folder} (no runs/ folder)")
-    todo = [(results, r) for results in folders for r in modified_tree_records(list(iter_records(results)))]
+    history = history_of(folder)
+    todo = [(results, r) for results in folders for r in records_to_remake(list(iter_records(results)), history)]
     hours = sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for _, r in todo) / 3600
     print(f"records rerun: {len(todo)} record(s) in {len(folders)} results folder(s) of {folder} were made from "
-          f"a modified tree (recorded wall time {hours:.2f} h)", file=sys.stderr)
+          f"a modified tree or at a commit outside this checkout's history (recorded wall time {hours:.2f} h)",
+          file=sys.stderr)
     if dry_run or not todo:
         for results, r in todo:
             print(f"{r['id']} {r['domain']}/{r['dataset']}/{r['model']} {r['method']} seed {r['seed']} ({results})")
