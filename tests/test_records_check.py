@@ -57,7 +57,8 @@ def test_domain_keeps_one_domains_records(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("1 records, 1 cells")
 
 
-def test_clean_names_the_records_made_from_a_modified_tree(tmp_path, capsys):
+def test_clean_names_the_records_made_from_a_modified_tree(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DFABENCH_GIT_COMMIT", "c0ffee")  # a copy without git: no history to check commits in
     write(tmp_path, [full_record("kept", provenance={"commit": "c0ffee", "dirty": False}),
                      full_record("edited", seed=1, provenance={"commit": "c0ffee", "dirty": True})])
     assert main(["records", "check", str(tmp_path)]) == 0
@@ -98,11 +99,13 @@ def test_rerun_makes_a_modified_tree_record_again_from_a_clean_checkout(tmp_path
     assert main(["records", "check", str(results), "--clean"]) == 0
 
 
-def test_clean_names_the_records_made_at_a_commit_outside_the_history(tmp_path, capsys):
-    """A clean record whose commit this checkout cannot reach (a rebased branch's) is named, and is what
-    `records rerun` would make again; one at a commit in the history is not. A shallow clone, whose
-    history is cut, names none."""
+def test_clean_names_the_records_made_at_a_commit_outside_the_history(tmp_path, capsys, monkeypatch):
+    """A clean record whose commit the dfabench checkout cannot reach (a rebased branch's) is named, and is
+    what `records rerun` would make again; one at a commit in the history is not. Run from a shallow
+    clone, whose history is cut, it names none."""
     import subprocess
+
+    from dfabench.guards import rerun
 
     def git(*args, cwd=tmp_path):
         return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout
@@ -111,6 +114,7 @@ def test_clean_names_the_records_made_at_a_commit_outside_the_history(tmp_path, 
     git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    monkeypatch.setattr(rerun, "dfabench_checkout", lambda: tmp_path)  # as if dfabench ran from it
     here = git("rev-parse", "HEAD").strip()
     lost = "3a91469a0237a7c824e818d93875f7f578134eeb"
     write(tmp_path / "results", [full_record("here", provenance={"commit": here, "dirty": False}),
@@ -124,8 +128,10 @@ def test_clean_names_the_records_made_at_a_commit_outside_the_history(tmp_path, 
     assert main(["records", "rerun", str(tmp_path / "results"), "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("lost d/s/m bp seed 1")
     git("clone", "-q", "--depth", "1", f"file://{tmp_path}", str(tmp_path / "shallow"), cwd=tmp_path.parent)
-    write(tmp_path / "shallow" / "results", [full_record("lost", provenance={"commit": lost, "dirty": False})])
-    assert main(["records", "check", str(tmp_path / "shallow" / "results"), "--clean"]) == 0
+    monkeypatch.setattr(rerun, "dfabench_checkout", lambda: tmp_path / "shallow")
+    assert main(["records", "check", str(tmp_path / "results"), "--clean"]) == 0
+    monkeypatch.setattr(rerun, "dfabench_checkout", lambda: tmp_path / "results")  # inside, not a checkout
+    assert main(["records", "check", str(tmp_path / "results"), "--clean"]) == 0
 
 
 # Records not yet made again from a commit in the history, by results folder; may only fall.

@@ -6,9 +6,9 @@ run writes: who the run is, its status and metrics, its history, timings and pro
 readers' schema (``harness.schema.problem``: an ``ok`` record holds a finite primary metric). With
 ``need_methods``, every cell must hold an ``ok`` run of each of them. One summary line per folder
 lists each cell's mean primary test metric per method. With ``clean``, a record no commit of the
-checkout holding DIR reproduces is a violation too: one made from a modified working tree
-(``provenance.dirty``), or at a commit outside that checkout's history (checked where the history is
-whole: not in a shallow clone). `dfabench records rerun` makes them again.
+dfabench checkout reproduces is a violation too: one made from a modified working tree
+(``provenance.dirty``), or at a commit outside that checkout's history (checked where dfabench runs
+from a git checkout with its whole history: not an installed package, not a shallow clone). `dfabench records rerun` makes them again.
 
 Exit codes (cli.py): 0 when every record keeps the contract, 1 on a violation (each named on its own
 line), 2 on bad input (no such folder).
@@ -50,7 +50,7 @@ def check(folder: Path, need_methods: tuple[str, ...] = (), domain: str | None =
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such folder")
     report = Report()
-    history = history_of(folder) if clean else None
+    history = history_of() if clean else None
     for path in sorted(folder.rglob("*.json")):
         try:
             record = json.loads(path.read_text())

@@ -1,8 +1,8 @@
 """`dfabench records rerun FOLDER`: make again, from this checkout, the records no commit of it reproduces.
 
 A record whose provenance says ``dirty: true`` was made from uncommitted code: no commit reproduces it.
-A record made at a commit that is not in the history of the checkout holding it (a branch's commit
-lost in a rebase) names code nobody can check out from here. This re-runs each such record from its
+A record made at a commit that is not in the history of the dfabench checkout (a branch's commit lost
+in a rebase) names code nobody can check out from here. This re-runs each such record from its
 own recorded configuration (the path `verify` takes: same id, same seed, its recorded thread count) and
 writes the new record over it, so every table that read the old one reads the new one. It refuses to
 start from a modified checkout (the new records would be no better), and names, without touching them,
@@ -10,6 +10,7 @@ the records whose configuration no longer gives their id.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +24,26 @@ def from_a_modified_tree(record: dict[str, Any]) -> bool:
     return (record.get("provenance") or {}).get("dirty") is not False
 
 
-def history_of(folder: Path) -> frozenset[str] | None:
-    """Every commit reachable from HEAD in the git checkout holding ``folder``; None when that cannot be
-    known (no git, no checkout, or a shallow clone whose history is cut off)."""
+def dfabench_checkout() -> Path:
+    """The checkout this dfabench runs from (its records name that checkout's commits)."""
+    import dfabench
+
+    return Path(dfabench.__file__).resolve().parent.parent
+
+
+def history_of(root: Path | None = None) -> frozenset[str] | None:
+    """Every commit reachable from HEAD in the git checkout at ``root`` (default: ``dfabench_checkout()``);
+    None when that cannot be known (an installed package, a copy without git whose commit comes from
+    ``DFABENCH_GIT_COMMIT``, a shallow clone whose history is cut off)."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30,
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
                               check=True).stdout
+    if os.environ.get("DFABENCH_GIT_COMMIT"):
+        return None  # provenance.git_state: the records name the commit of a checkout elsewhere
+    root = dfabench_checkout() if root is None else root
     try:
+        if git("rev-parse", "--show-toplevel").strip() != str(Path(root).resolve()):
+            return None  # not a checkout of its own (an installed package inside some other repository)
         if git("rev-parse", "--is-shallow-repository").strip() != "false":
             return None
         return frozenset(git("rev-list", "HEAD").split())
@@ -38,7 +52,7 @@ def history_of(folder: Path) -> frozenset[str] | None:
 
 
 def why_not_reproducible(record: dict[str, Any], history: frozenset[str] | None) -> str | None:
-    """Why no commit in ``history`` (``history_of``; None: not checked) makes ``record`` again, or None."""
+    """Why no commit in ``history`` (``history_of()``; None: not checked) makes ``record`` again, or None."""
     if from_a_modified_tree(record):
         return "made from a modified working tree (or no git checkout): no commit reproduces it"
     commit = (record.get("provenance") or {}).get("commit") or ""
@@ -71,7 +85,7 @@ def rerun_command(folder: Path, device: str = "cpu", dry_run: bool = False) -> i
     folders = results_folders(folder)
     if not folders:
         raise ConfigError(f"no run records under {folder} (no runs/ folder)")
-    history = history_of(folder)
+    history = history_of()
     todo = [(results, r) for results in folders for r in records_to_remake(list(iter_records(results)), history)]
     hours = sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for _, r in todo) / 3600
     print(f"records rerun: {len(todo)} record(s) in {len(folders)} results folder(s) of {folder} were made from "
