@@ -134,10 +134,6 @@ def test_clean_names_the_records_made_at_a_commit_outside_the_history(tmp_path, 
     assert main(["records", "check", str(tmp_path / "results"), "--clean"]) == 0
 
 
-# Records not yet made again from a commit in the history, by results folder; may only fall.
-NOT_YET_MADE_AGAIN = {"tuning": 13}
-
-
 def test_every_committed_record_comes_from_a_commit_in_the_history():
     """No committed record was made from a modified tree or at a commit this checkout's history lacks:
     a commit reproduces each (`dfabench records rerun` made the others again)."""
@@ -146,4 +142,4 @@ def test_every_committed_record_comes_from_a_commit_in_the_history():
     root = Path(__file__).resolve().parents[1] / "results"
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):  # bench/ and nerf/ hold no run records
         unreproducible = [v for v in check(folder, clean=True).violations if "records rerun" in v]
-        assert len(unreproducible) <= NOT_YET_MADE_AGAIN.get(folder.name, 0), unreproducible[:3]
+        assert unreproducible == [], unreproducible[:3]
