@@ -186,3 +186,20 @@ def test_elsewhere_a_rerun_agrees_within_the_cell_tolerance_and_not_beyond(smoke
     edited["metrics"]["test"]["loss"] *= 1 + 1e-5  # a metric without a spread: held to 1e-6 relative
     edited["metrics"]["test"]["accuracy"] = record["metrics"]["test"]["accuracy"]
     assert verify.verify_one(edited, tmp_path / "loss", "cpu", ({"test.accuracy": 0.01}, "given"))["agree"] is False
+
+
+def test_a_record_names_its_processor_and_only_the_same_processor_is_the_same_environment(smoke_results):
+    """Same commit and versions on another processor (other CPU kernels, other rounding) is another
+    environment: there a re-run is judged by the cell tolerance, not bit for bit. A record that does not
+    name its processor (written before it was recorded) shares no environment."""
+    import torch
+
+    from dfabench.guards.verify import same_environment
+
+    record = json.loads(next((smoke_results / "runs").glob("*.json")).read_text())
+    here = {**record["provenance"], "dirty": False}  # as made from a clean checkout
+    assert here["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and here["cpu"]["model"]
+    assert same_environment(here, dict(here))
+    assert not same_environment(here, {**here, "cpu": {**here["cpu"], "capability": "AVX2" if
+                                                      here["cpu"]["capability"] != "AVX2" else "AVX512"}})
+    assert not same_environment({k: v for k, v in here.items() if k != "cpu"}, here)

@@ -40,7 +40,8 @@ from ..errors import ConfigError
 
 NO_SPREAD_REL = 1e-6  # a record whose cell has no seed spread: re-runs elsewhere agreed within 1e-6
 FILE = "verification.json"
-ENVIRONMENT_KEYS = ("commit", "dirty", "versions", "device")
+# A record without "cpu" (written before it was recorded) never shares an environment: its processor is unknown.
+ENVIRONMENT_KEYS = ("commit", "dirty", "versions", "device", "cpu")
 
 
 def candidates(records: list[dict], domain: str | None, max_seconds: float | None) -> tuple[list[dict], Counter]:

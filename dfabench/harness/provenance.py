@@ -53,9 +53,24 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_identity() -> dict[str, str | None]:
+    """The processor's model and the instruction set torch's CPU kernels dispatch to: two machines with
+    the same versions but other processors (AVX2 against AVX-512 kernels) round differently, and a
+    training run that diverges from that is a new draw, not the same run (docs/records.md)."""
+    model = None
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), None)
+    except OSError:
+        pass
+    return {"model": model or platform.processor() or None, "capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def provenance(device: torch.device, data_fingerprint: str) -> dict[str, Any]:
     return {
         **git_state(),
+        "cpu": cpu_identity(),
         "versions": {"dfabench": dfabench.__version__, "python": platform.python_version(),
                      "torch": torch.__version__, "numpy": numpy.__version__},
         "device": describe_device(device),
