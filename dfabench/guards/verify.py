@@ -12,9 +12,14 @@ epoch it happened at).
 * **agree**: identical when the environment matches the record's provenance (same commit, clean
   checkout, same python/torch/numpy/dfabench versions, same device description): the suite is
   deterministic there, so any difference is a disagreement. Otherwise each value must be within the
-  record's **cell tolerance**: the seed spread (standard deviation over its seeds, ddof 1) of that
-  metric among the records of the same cell, method, scale and configuration in RESULTS, in the
-  metric's units; a re-run further from its record than a typical other seed is not the same result.
+  record's **cell tolerance**: ``BAND`` times the seed spread (standard deviation over its seeds, ddof 1)
+  of that metric among the records of the same cell, method, scale and configuration in RESULTS, in the
+  metric's units. On another processor a run that diverges is a new draw from the seed distribution, and
+  the difference of two draws has sqrt(2) times the seed spread: two draws of one cell lie more than
+  ``BAND`` = 2.576 * sqrt(2) spreads apart in 1 pair of 100, so a re-run beyond it is not the same
+  result. (A one-spread rule, the first one, flags 48 pairs of 100: it called 2 of 8 re-runs of records
+  made on another processor disagreements, though the same commit here gives the re-run's numbers;
+  docs/records.md.)
   With fewer than two seeds, the largest spread of the cell's other methods at that scale; with none,
   ``NO_SPREAD_REL`` relative (re-runs on other machines have come back within 1e-6).
 
@@ -39,6 +44,7 @@ from typing import Any
 from ..errors import ConfigError
 
 NO_SPREAD_REL = 1e-6  # a record whose cell has no seed spread: re-runs elsewhere agreed within 1e-6
+BAND = 2.576 * math.sqrt(2)  # spreads: two draws of one cell differ by more in 1 pair of 100 (module doc)
 FILE = "verification.json"
 # A record without "cpu" (written before it was recorded) never shares an environment: its processor is unknown.
 ENVIRONMENT_KEYS = ("commit", "dirty", "versions", "device", "cpu")
@@ -71,8 +77,8 @@ def _config(record: dict) -> tuple:
 
 
 def cell_tolerance(record: dict, records: list[dict]) -> tuple[dict[str, float], str]:
-    """Per compared metric, the seed spread of the record's cell and method (see the module's doc), and
-    where it came from."""
+    """Per compared metric, ``BAND`` times the seed spread of the record's cell and method (see the
+    module's doc), and where it came from."""
     import statistics
 
     same = [r for r in records if r["status"] == "ok" and _config(r) == _config(record)]
@@ -83,17 +89,17 @@ def cell_tolerance(record: dict, records: list[dict]) -> tuple[dict[str, float],
             for name, value in compared(r).items():
                 if math.isfinite(_number(value)):
                     values.setdefault(name, []).append(_number(value))
-        return {k: statistics.stdev(v) for k, v in values.items() if len(v) > 1}
+        return {k: BAND * statistics.stdev(v) for k, v in values.items() if len(v) > 1}
 
     own = [r for r in same if r["method"] == record["method"]]
     if len({r["seed"] for r in own}) > 1:
-        return spread(own), f"seed spread of {len(own)} {record['method']} seeds"
+        return spread(own), f"{BAND:.2f} x the seed spread of {len(own)} {record['method']} seeds"
     others: dict[str, float] = {}
     for method in sorted({r["method"] for r in same}):
         for name, value in spread([r for r in same if r["method"] == method]).items():
             others[name] = max(others.get(name, 0.0), value)
     if others:
-        return others, "largest seed spread of the cell's other methods"
+        return others, f"{BAND:.2f} x the largest seed spread of the cell's other methods"
     return {}, f"no seed spread: {NO_SPREAD_REL:g} relative"
 
 
@@ -269,7 +275,7 @@ def verify_one(record: dict, store: Path, device: str, tolerance: tuple[dict[str
 
 
 def _within(recorded: Any, now: Any, tol: float | None) -> bool:
-    """Within the metric's seed spread, or NO_SPREAD_REL relative where there is none."""
+    """Within the metric's tolerance (``cell_tolerance``), or NO_SPREAD_REL relative where there is none."""
     if tol is None:
         return rel_diff(recorded, now) <= NO_SPREAD_REL
     x, y = _number(recorded), _number(now)
@@ -326,8 +332,9 @@ def verify_command(results: Path, sample: int, seed: int, domain: str | None = N
     fresh = {"verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
              "sample": len(chosen), "seed": seed, "environment": env,
              "tolerance": {"same_environment": "bit-identical",
-                           "otherwise": "per metric, the seed spread of the record's cell and method in RESULTS "
-                                        f"(std, ddof 1; see each record's tolerance); none: {NO_SPREAD_REL:g} relative"},
+                           "otherwise": f"per metric, {BAND:.2f} x the seed spread of the record's cell and method "
+                                        f"in RESULTS (std, ddof 1; see each record's tolerance); none: "
+                                        f"{NO_SPREAD_REL:g} relative"},
              "records": entries}
     out = results / FILE
     out.write_text(json.dumps(merged(out, fresh), indent=1, sort_keys=True) + "\n")
