@@ -343,5 +343,5 @@ def verify_command(results: Path, sample: int, seed: int, domain: str | None = N
     domains = sorted({r["domain"] for r in chosen})
     print(f"verify: {len(entries) - len(bad)} of {len(entries)} agree ({same} bit-identical), {len(bad)} disagree"
           f"{': ' + ', '.join(bad) if bad else ''}; domains {', '.join(domains)}; where the environment differs, "
-          f"each cell's seed spread is the tolerance; wrote {out}")
+          f"{BAND:.2f} x each cell's seed spread is the tolerance; wrote {out}")
     return 1 if bad else 0
