@@ -468,8 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="FOLDER")
     p.add_argument("--need-methods", help="check: comma-separated methods every cell must hold an ok run of")
     p.add_argument("--domain", help="check: only this domain's records")
-    p.add_argument("--clean", action="store_true", help="check: a record no commit in this checkout's history reproduces (made from a "
-                   "modified tree, or at a commit outside the history) is a violation")
+    p.add_argument("--clean", action="store_true", help="check: a record no commit in this checkout's history "
+                   "reproduces (made from a modified tree, or at a commit outside the history) is a violation")
     p.add_argument("--dry-run", action="store_true", help="rerun: list them, run nothing")
     p.add_argument("--device", default="cpu", help="rerun: the device to run on (default cpu)")
     p.set_defaults(func=cmd_records)

@@ -8,7 +8,8 @@ readers' schema (``harness.schema.problem``: an ``ok`` record holds a finite pri
 lists each cell's mean primary test metric per method. With ``clean``, a record no commit of the
 dfabench checkout reproduces is a violation too: one made from a modified working tree
 (``provenance.dirty``), or at a commit outside that checkout's history (checked where dfabench runs
-from a git checkout with its whole history: not an installed package, not a shallow clone). `dfabench records rerun` makes them again.
+from a git checkout with its whole history: not an installed package, not a shallow clone).
+`dfabench records rerun` makes them again.
 
 Exit codes (cli.py): 0 when every record keeps the contract, 1 on a violation (each named on its own
 line), 2 on bad input (no such folder).
